@@ -1,0 +1,3 @@
+from fiber_endpoints.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,94 @@
+"""The HTTP contract in one place (docs/contract.md): limits, routes, error type and messages.
+
+Python stacks raise :class:`ContractError` (it carries its status) and turn it into a response in
+one place each; the Go stack mirrors these messages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MAX_BODY_BYTES = 1_048_576
+MAX_BATCH_ROWS = 10_000
+INFERENCE_PATH = "/inference"
+BATCH_PATH = "/inference/batch"
+HEALTH_PATH = "/health"
+ROUTES: dict[str, str] = {INFERENCE_PATH: "POST", BATCH_PATH: "POST", HEALTH_PATH: "GET"}
+JSON_CONTENT_TYPE = "application/json"
+
+
+@dataclass
+class ContractError(Exception):
+    status: int
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+    def body(self) -> dict[str, str]:
+        return {"error": self.message}
+
+
+def malformed_json() -> ContractError:
+    return ContractError(400, "malformed JSON body")
+
+
+def wrong_content_type() -> ContractError:
+    return ContractError(400, f"Content-Type must be {JSON_CONTENT_TYPE}")
+
+
+def body_too_large() -> ContractError:
+    return ContractError(413, f"request body larger than {MAX_BODY_BYTES} bytes")
+
+
+def not_found(path: str) -> ContractError:
+    return ContractError(404, f"not found: {path}")
+
+
+def method_not_allowed(method: str, path: str) -> ContractError:
+    return ContractError(405, f"method {method} not allowed on {path}")
+
+
+def not_an_object() -> ContractError:
+    return ContractError(422, 'body must be a JSON object with a "data" field')
+
+
+def missing_data() -> ContractError:
+    return ContractError(422, "data: field required")
+
+
+def not_an_array(field: str, n_features: int) -> ContractError:
+    return ContractError(422, f"{field}: expected an array of {n_features} numbers")
+
+
+def not_a_batch() -> ContractError:
+    return ContractError(422, "data: expected an array of rows (arrays of numbers)")
+
+
+def wrong_feature_count(field: str, n_features: int, got: int) -> ContractError:
+    return ContractError(422, f"{field}: expected {n_features} features, got {got}")
+
+
+def not_a_number(field: str) -> ContractError:
+    return ContractError(422, f"{field}: expected a number or null")
+
+
+def out_of_range(field: str) -> ContractError:
+    return ContractError(422, f"{field}: number out of range")
+
+
+def empty_batch() -> ContractError:
+    return ContractError(422, "data: batch must have at least 1 row")
+
+
+def batch_too_large(rows: int) -> ContractError:
+    return ContractError(422, f"data: batch has {rows} rows, at most {MAX_BATCH_ROWS} allowed")
+
+
+def is_json_content_type(value: str | None) -> bool:
+    return value is not None and value.split(";", 1)[0].strip().lower() == JSON_CONTENT_TYPE
+
+
+def server_timing(inference_s: float, app_s: float) -> str:
+    """The contract's ``Server-Timing`` value from seconds."""
+    return f"inference;dur={inference_s * 1e3:.6f}, app;dur={app_s * 1e3:.6f}"

@@ -1,0 +1,60 @@
+"""The stack registry: one entry per endpoint stack, found by name.
+
+Every stack serves ``docs/contract.md``. A stack is started the same way for ``serve``, the
+benchmark and the tests: ``fiber-endpoints serve NAME --host H --port P --model M``; the entry's
+``run`` does the rest in the foreground (the Go stack execs its binary).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    model: Path
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+
+
+@dataclass(frozen=True)
+class Stack:
+    name: str
+    language: str
+    description: str
+    default_port: int
+    run: Callable[[ServeOptions], None]
+
+
+def _run_fastapi(opts: ServeOptions) -> None:
+    from fiber_endpoints.stacks import fastapi_control
+
+    fastapi_control.serve(opts)
+
+
+def _run_fiber(opts: ServeOptions) -> None:
+    from fiber_endpoints.stacks import fiber_go
+
+    fiber_go.serve(opts)
+
+
+STACKS: dict[str, Stack] = {
+    s.name: s
+    for s in [
+        Stack("fastapi", "python", "FastAPI + pydantic + uvicorn + Booster.predict (control)",
+              8000, _run_fastapi),
+        Stack("fiber", "go", "Go Fiber v3 + leaves", 8001, _run_fiber),
+    ]
+}
+
+CONTROL = "fastapi"
+
+
+def get(name: str) -> Stack:
+    try:
+        return STACKS[name]
+    except KeyError:
+        raise KeyError(f"unknown stack {name!r}; known: {', '.join(STACKS)}") from None

@@ -1,0 +1,258 @@
+"""The control stack: FastAPI + pydantic + uvicorn + ``Booster.predict``, written the common way.
+
+Not optimised on purpose: it stands for how most teams serve a model. The only additions are
+what the contract requires (error shape and statuses, body limit, ``Server-Timing``) and
+LightGBM's thread count sized to the CPUs the process may use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Coroutine
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any
+
+import lightgbm as lgb
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from fiber_endpoints import contract, cpus
+from fiber_endpoints.contract import ContractError
+from fiber_endpoints.stacks import ServeOptions
+
+STACK_NAME = "fastapi"
+MODEL_ENV = "FIBER_ENDPOINTS_MODEL"
+
+Feature = Annotated[float, Field(strict=True, allow_inf_nan=False)] | None
+
+
+class InferenceRequest(BaseModel):
+    data: list[Feature]
+
+
+class BatchRequest(BaseModel):
+    data: list[list[Feature]]
+
+
+class Model:
+    """A LightGBM booster with the shape facts the contract needs."""
+
+    def __init__(self, path: Path) -> None:
+        self.booster = lgb.Booster(model_file=str(path))
+        self.num_features = self.booster.num_feature()
+        self.num_class = max(1, self.booster.num_model_per_iteration())
+        # Booster(params={"num_threads": ...}) is ignored for a model file: pass it to predict().
+        self.threads = cpus.usable_cpus()
+
+    def predict(self, rows: list[list[float | None]]) -> list[Any]:
+        x = np.array(rows, dtype=np.float64)  # None -> nan
+        out = self.booster.predict(x, num_threads=self.threads)
+        result: list[Any] = out.tolist()
+        return result
+
+    def check_row(self, field: str, row: list[float | None]) -> None:
+        if len(row) != self.num_features:
+            raise contract.wrong_feature_count(field, self.num_features, len(row))
+
+
+# Time spent in the predictor for the current request, read by the timing middleware.
+inference_seconds: ContextVar[float] = ContextVar("inference_seconds", default=0.0)
+
+
+class ContractMiddleware:
+    """Body limit, content type and ``Server-Timing`` for the inference routes (plain ASGI)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or scope["method"] != "POST" or path not in (
+            contract.INFERENCE_PATH, contract.BATCH_PATH
+        ):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > contract.MAX_BODY_BYTES:
+            await _send_error(send, contract.body_too_large())
+            return
+        content_type = headers.get(b"content-type", b"").decode("latin-1")
+        if not contract.is_json_content_type(content_type):
+            await _send_error(send, contract.wrong_content_type())
+            return
+
+        # Buffer the body here, so a chunked body over the limit is a 413 and not a parse error.
+        chunks: list[bytes] = []
+        received, more = 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # client went away
+            chunks.append(message.get("body", b""))
+            received += len(chunks[-1])
+            if received > contract.MAX_BODY_BYTES:
+                await _send_error(send, contract.body_too_large())
+                return
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        started = time.perf_counter()
+        token = inference_seconds.set(0.0)
+
+        async def replay_receive() -> Message:
+            nonlocal body
+            if body is None:
+                return await receive()  # after the body: wait for disconnect
+            message, body = {"type": "http.request", "body": body, "more_body": False}, None
+            return message
+
+        async def timed_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                value = contract.server_timing(
+                    inference_seconds.get(), time.perf_counter() - started
+                )
+                message["headers"] = [*message.get("headers", []),
+                                      (b"server-timing", value.encode())]  # fmt: skip
+            await send(message)
+
+        try:
+            await self.app(scope, replay_receive, timed_send)
+        finally:
+            inference_seconds.reset(token)
+
+
+async def _send_error(send: Send, error: ContractError) -> None:
+    response = JSONResponse(error.body(), status_code=error.status)
+    await send({"type": "http.response.start", "status": response.status_code,
+                "headers": response.raw_headers})  # fmt: skip
+    await send({"type": "http.response.body", "body": response.body})
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    name = ""
+    for part in loc[1:]:  # loc[0] is "body"
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+    return name or "body"
+
+
+def validation_error(errors: list[dict[str, Any]], n_features: int, batch: bool) -> ContractError:
+    """Turn pydantic's first error into the contract's message for the same field."""
+    err = errors[0]
+    kind, loc = err["type"], tuple(err["loc"])
+    field = _field_name(loc)
+    if kind == "json_invalid" or (kind == "missing" and loc == ("body",)):  # empty body
+        return contract.malformed_json()
+    if kind in ("model_attributes_type", "dict_type") or field == "body":
+        return contract.not_an_object()
+    if kind == "missing":
+        return contract.missing_data()
+    if kind == "finite_number":
+        return contract.out_of_range(field)
+    if kind == "list_type":
+        return contract.not_a_batch() if batch else contract.not_an_array(field, n_features)
+    return contract.not_a_number(field)
+
+
+def _reject_constant(token: str) -> float:
+    raise json.JSONDecodeError(f"{token} is not JSON", token, 0)
+
+
+class StrictJSONRequest(Request):
+    """``NaN``/``Infinity`` are not JSON (RFC 8259): a 400 here as in every other stack."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = json.loads(await self.body(), parse_constant=_reject_constant)
+        return self._json
+
+
+class StrictJSONRoute(APIRoute):
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def strict_handler(request: Request) -> Response:
+            return await handler(StrictJSONRequest(request.scope, request.receive))
+
+        return strict_handler
+
+
+def create_app(model_path: Path | None = None) -> FastAPI:
+    path = model_path or Path(os.environ[MODEL_ENV])
+    model = Model(path)
+    app = FastAPI(title="fiber-endpoints control (FastAPI)")
+    app.router.route_class = StrictJSONRoute
+
+    @app.exception_handler(ContractError)
+    async def contract_error(_: Request, exc: ContractError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        err = validation_error(list(exc.errors()), model.num_features,
+                               request.url.path == contract.BATCH_PATH)  # fmt: skip
+        return JSONResponse(err.body(), status_code=err.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            err = contract.not_found(request.url.path)
+        elif exc.status_code == 405:
+            err = contract.method_not_allowed(request.method, request.url.path)
+        else:
+            err = ContractError(exc.status_code, str(exc.detail))
+        return JSONResponse(err.body(), status_code=err.status, headers=exc.headers)
+
+    @app.get(contract.HEALTH_PATH)
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "stack": STACK_NAME, "num_features": model.num_features,
+                "num_class": model.num_class}  # fmt: skip
+
+    @app.post(contract.INFERENCE_PATH)
+    async def inference(request: InferenceRequest) -> dict[str, Any]:
+        model.check_row("data", request.data)
+        started = time.perf_counter()
+        prediction = model.predict([request.data])[0]
+        inference_seconds.set(time.perf_counter() - started)
+        return {"prediction": prediction}
+
+    @app.post(contract.BATCH_PATH)
+    async def inference_batch(request: BatchRequest) -> dict[str, Any]:
+        if not request.data:
+            raise contract.empty_batch()
+        if len(request.data) > contract.MAX_BATCH_ROWS:
+            raise contract.batch_too_large(len(request.data))
+        for i, row in enumerate(request.data):
+            model.check_row(f"data[{i}]", row)
+        started = time.perf_counter()
+        predictions = model.predict(request.data)
+        inference_seconds.set(time.perf_counter() - started)
+        return {"predictions": predictions}
+
+    return app
+
+
+def asgi_app() -> ASGIApp:
+    """uvicorn's factory: the app with the contract middleware around it."""
+    return ContractMiddleware(create_app())
+
+
+def serve(opts: ServeOptions) -> None:
+    import uvicorn
+
+    os.environ[MODEL_ENV] = str(opts.model)
+    uvicorn.run(
+        "fiber_endpoints.stacks.fastapi_control:asgi_app",
+        factory=True,
+        host=opts.host,
+        port=opts.port,
+        workers=opts.workers,
+    )

@@ -1,0 +1,44 @@
+"""The Go stack: Fiber v3 + leaves, built by ``make`` into ``fiber/bin/fiber-endpoint``.
+
+``serve`` replaces this Python process with the Go binary (``exec``), so signals, placement and
+resource accounting all apply to the Go server itself.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from fiber_endpoints.model import PROJECT_ROOT
+from fiber_endpoints.stacks import ServeOptions
+
+GO_DIR = PROJECT_ROOT / "fiber"
+BINARY = GO_DIR / "bin" / "fiber-endpoint"
+# The one build command, shared by the Makefile and the Dockerfile.
+BUILD_COMMAND = [
+    "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", "bin/fiber-endpoint", ".",
+]  # fmt: skip
+
+
+def binary() -> Path:
+    """The Go binary, built if it is missing (``make`` normally builds it first)."""
+    if not BINARY.exists():
+        if shutil.which("go") is None:
+            raise FileNotFoundError(f"{BINARY} is missing and no Go toolchain to build it")
+        subprocess.run(BUILD_COMMAND, cwd=GO_DIR, check=True,
+                       env={**os.environ, "CGO_ENABLED": "0"})  # fmt: skip
+    return BINARY
+
+
+def command(opts: ServeOptions) -> list[str]:
+    return [str(binary()), "-model", str(opts.model), "-host", opts.host,
+            "-port", str(opts.port)]  # fmt: skip
+
+
+def serve(opts: ServeOptions) -> None:
+    if opts.workers != 1:
+        raise ValueError("the Go stack uses every usable CPU in one process: --workers is 1")
+    cmd = command(opts)
+    os.execv(cmd[0], cmd)
