@@ -36,6 +36,40 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_targets(values: list[str]) -> dict[str, str]:
+    targets = {}
+    for value in values:
+        name, sep, url = value.partition("=")
+        if not sep or not url.startswith(("http://", "https://")):
+            raise SystemExit(f"--target wants NAME=URL (http://host:port), got {value!r}")
+        targets[name] = url
+    return targets
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from fiber_endpoints.bench import runner
+
+    targets = _parse_targets(args.target)
+    # Default: every registered stack; with --target only, just the given endpoints.
+    names = args.stacks.split(",") if args.stacks else (list(targets) or list(stacks.STACKS))
+    for name in names:
+        if name not in targets:
+            stacks.get(name)
+    config = runner.BenchConfig(
+        stacks=names,
+        model_path=args.model.resolve(), targets=targets, samples=args.samples,
+        calls=args.calls, client=args.client, warmup_calls=args.warmup, pin=not args.no_pin,
+    )  # fmt: skip
+    path, doc = runner.run(config)
+    runner.print_summary(doc)
+    failed = [n for n, s in doc["stacks"].items() if not s["parity"]["ok"]]
+    print(f"\nraw results: {path}")
+    if failed:
+        print(f"parity FAILED for {', '.join(failed)}: not timed")
+        return 1
+    return 0
+
+
 def default_model() -> Path:
     return Path(os.environ.get("FIBER_ENDPOINTS_MODEL", model.DEFAULT_MODEL))
 
@@ -63,6 +97,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=0, help="0 = the stack's default port")
     p.add_argument("--workers", type=int, default=1, help="worker processes (Python stacks)")
     p.set_defaults(func=_serve)
+
+    p = sub.add_parser("bench", help="parity, then the seed protocol (and more) on every stack")
+    p.add_argument("--stacks", help=f"comma-separated (default: all: {','.join(stacks.STACKS)})")
+    p.add_argument("--target", action="append", default=[], metavar="NAME=URL",
+                   help="an endpoint already running (repeatable); parity is checked too")
+    p.add_argument("--model", type=Path, default=default_model())
+    p.add_argument("--samples", type=int, default=50, help="samples per stack (seed: 50)")
+    p.add_argument("--calls", type=int, default=100, help="sequential calls per sample (seed: 100)")
+    p.add_argument("--client", choices=["raw", "httpx"], default="raw",
+                   help="raw: pre-encoded keep-alive socket (small, measured cost); "
+                        "httpx: the proof of concept's client")
+    p.add_argument("--warmup", type=int, default=200, help="untimed calls per stack first")
+    p.add_argument("--no-pin", action="store_true", help="do not place client/servers on CPUs")
+    p.set_defaults(func=_bench)
     return parser
 
 

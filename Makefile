@@ -1,0 +1,52 @@
+# Fiber Endpoints. `make bench` and `make test` do all set-up themselves (idempotent).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CLI := $(VENV)/bin/fiber-endpoints
+STAMP := $(VENV)/.installed
+GO_BIN := fiber/bin/fiber-endpoint
+GO_SRC := $(wildcard fiber/*.go) fiber/go.mod fiber/go.sum
+BENCH_ARGS ?=
+
+.PHONY: help setup bench test lint py-test go-test fixtures clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(PY):
+	python3 -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+# The same build command as the Dockerfile and stacks/fiber_go.py (BUILD_COMMAND).
+$(GO_BIN): $(GO_SRC)
+	cd fiber && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o bin/fiber-endpoint .
+
+setup: $(STAMP) $(GO_BIN) ## virtualenv + Python deps, Go build
+
+bench: setup ## parity, then the benchmark on every stack; prints the tables
+	$(CLI) bench $(BENCH_ARGS)
+
+lint: $(STAMP) ## ruff, mypy, go vet
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/mypy
+	cd fiber && go vet ./...
+
+py-test: setup
+	$(VENV)/bin/pytest -q
+
+go-test: $(GO_BIN)
+	cd fiber && go test -race -count=1 ./...
+
+test: setup lint go-test py-test ## every check and test
+
+fixtures: $(STAMP) ## retrain the small binary/multiclass test models and their golden files
+	$(CLI) train --objective binary --samples 20000 --trees 50 --threads 1 --output models/binary/model.txt
+	$(CLI) train --objective multiclass --samples 20000 --trees 50 --threads 1 --output models/multiclass/model.txt
+
+clean: ## remove the virtualenv, build outputs and results
+	rm -rf $(VENV) fiber/bin results .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,96 @@
+"""The proof of concept's protocol: S samples × C sequential keep-alive calls per stack,
+interleaved across stacks, on the seed's 100 rows; every single call's latency is kept.
+
+Interleaving: in each sample every stack runs its C calls in turn, and the order of the stacks
+rotates from sample to sample, so slow drifts of this shared machine hit every stack alike.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fiber_endpoints import contract
+from fiber_endpoints.bench.client import Client, make_client, parse_server_timing, row_body
+
+
+class ProtocolError(RuntimeError):
+    """A stack answered a timed call with something other than 200."""
+
+
+@dataclass
+class StackCalls:
+    """Raw results of one stack: latencies[sample][call] in seconds, and per call the
+    server's own ``Server-Timing`` (inference ms, app ms; None when absent)."""
+
+    latencies_s: list[list[float]] = field(default_factory=list)
+    server_timing_ms: list[tuple[float | None, float | None]] = field(default_factory=list)
+    client_cpu_s: float = 0.0  # the client thread's CPU time over all timed calls
+
+    def to_json(self) -> dict[str, Any]:
+        calls = sum(len(s) for s in self.latencies_s)
+        return {
+            "latencies_s": self.latencies_s,
+            "server_timing_ms": [list(t) for t in self.server_timing_ms],
+            "client_cpu_per_call_s": self.client_cpu_s / calls if calls else None,
+        }
+
+
+Progress = Callable[[int, int], None]  # (done samples, total samples)
+
+
+def run(
+    targets: Mapping[str, str],
+    rows: Sequence[Sequence[float]],
+    samples: int = 50,
+    calls: int = 100,
+    client_kind: str = "raw",
+    warmup_calls: int = 200,
+    progress: Progress | None = None,
+) -> dict[str, StackCalls]:
+    names = list(targets)
+    clients: dict[str, Client] = {n: make_client(client_kind, targets[n]) for n in names}
+    prepared = {
+        n: [c.prepare("POST", contract.INFERENCE_PATH, row_body(r)) for r in rows]
+        for n, c in clients.items()
+    }
+    results = {n: StackCalls() for n in names}
+    try:
+        for n in names:  # warm-up: connections, caches, JITs, lazy imports
+            for i in range(warmup_calls):
+                _call(n, clients[n], prepared[n][i % len(rows)])
+        for s in range(samples):
+            k = s % len(names)
+            for n in names[k:] + names[:k]:
+                _sample(n, clients[n], prepared[n], calls, results[n])
+            if progress:
+                progress(s + 1, samples)
+    finally:
+        for c in clients.values():
+            c.close()
+    return results
+
+
+def _call(name: str, client: Client, request: Any) -> tuple[float, dict[str, float]]:
+    t0 = time.perf_counter()
+    resp = client.send(request)
+    elapsed = time.perf_counter() - t0
+    if resp.status != 200:
+        raise ProtocolError(f"{name}: HTTP {resp.status}: {resp.body[:200]!r}")
+    return elapsed, parse_server_timing(resp.headers.get("server-timing"))
+
+
+def _sample(name: str, client: Client, requests: Sequence[Any], calls: int,
+            out: StackCalls) -> None:  # fmt: skip
+    latencies: list[float] = []
+    cpu0 = time.thread_time()
+    for i in range(calls):
+        elapsed, timing = _call(name, client, requests[i % len(requests)])
+        latencies.append(elapsed)
+        out.server_timing_ms.append(
+            (timing.get("inference"), timing.get("app"))
+        )
+    out.client_cpu_s += time.thread_time() - cpu0
+    out.latencies_s.append(latencies)

@@ -1,0 +1,59 @@
+"""Where the load generators are: wrk (Debian), vegeta (Go module) and the trivial server.
+
+All are installed by ``scripts/install-load-tools.sh`` (``make load-tools``) into
+``.cache/load-tools`` (wrk from Debian into ``/usr/bin``). A missing tool is an error that names
+that command: the load lab never silently falls back to a weaker generator.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from fiber_endpoints.model import PROJECT_ROOT
+
+TOOLS_HOME = Path(os.environ.get("LOAD_TOOLS_HOME", PROJECT_ROOT / ".cache" / "load-tools"))
+INSTALL_HINT = "run scripts/install-load-tools.sh (make load-tools)"
+
+
+class ToolMissing(RuntimeError):
+    """A load tool is not installed."""
+
+
+def _find(name: str) -> Path:
+    cached = TOOLS_HOME / "bin" / name
+    if cached.is_file() and os.access(cached, os.X_OK):
+        return cached
+    found = shutil.which(name)
+    if found:
+        return Path(found)
+    raise ToolMissing(f"{name} not found in {TOOLS_HOME / 'bin'} or PATH: {INSTALL_HINT}")
+
+
+def wrk() -> Path:
+    return _find("wrk")
+
+
+def vegeta() -> Path:
+    return _find("vegeta")
+
+
+def trivial_server() -> Path:
+    return _find("trivial-server")
+
+
+def version(tool: Path) -> str:
+    """The tool's own version line (wrk prints it with its usage, vegeta with ``-version``)."""
+    args = [str(tool), "-version"] if tool.name == "vegeta" else [str(tool), "--version"]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=10, check=False)
+    text = (proc.stdout + proc.stderr).strip()
+    if tool.name == "vegeta":
+        m = re.search(r"Version:[ \t]*(\S+)", text)
+        if m:
+            return f"vegeta {m.group(1)}"
+        pinned = tool.parent.parent / "VEGETA_VERSION"  # `go install` leaves Version empty
+        return "vegeta " + (pinned.read_text().strip() if pinned.exists() else "(unknown)")
+    return text.splitlines()[0] if text else tool.name

@@ -1,0 +1,230 @@
+"""The contract (docs/contract.md), tested once against every registered stack, each started
+for real as its own process on loopback."""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fiber_endpoints import contract, model, stacks
+from fiber_endpoints.bench import parity, servers
+from fiber_endpoints.bench.client import RawClient, Response, batch_body, parse_server_timing
+
+pytestmark = pytest.mark.integration
+
+MODELS = {name: model.MODELS_DIR / name / "model.txt" for name in
+          ("regression", "binary", "multiclass")}  # fmt: skip
+N = 20
+GOOD_ROW = [0.5] * N
+
+
+def _start(name: str, model_path: Path, tmp: Path) -> servers.Server:
+    return servers.start(name, model_path, log_dir=tmp, timeout=120)
+
+
+@pytest.fixture(scope="module", params=sorted(stacks.STACKS))
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[servers.Server]:
+    srv = _start(request.param, MODELS["regression"], tmp_path_factory.mktemp(request.param))
+    yield srv
+    servers.stop(srv)
+
+
+@pytest.fixture()
+def client(server: servers.Server) -> Iterator[RawClient]:
+    c = RawClient(server.url, timeout=15)
+    yield c
+    c.close()
+
+
+def send(c: RawClient, method: str, path: str, body: bytes | None = None,
+         content_type: str | None = "application/json") -> Response:  # fmt: skip
+    headers = {"Content-Type": content_type} if content_type else {}
+    raw = c.prepare(method, path, body, headers=headers)
+    if content_type is None and body is not None:
+        raw = raw.replace(b"Content-Type: application/json\r\n", b"")
+    return c.send(raw)
+
+
+def error_of(resp: Response) -> str:
+    assert resp.headers.get("content-type", "").startswith("application/json"), resp.headers
+    body = json.loads(resp.body)
+    assert set(body) == {"error"}, body
+    assert isinstance(body["error"], str) and body["error"]
+    return str(body["error"])
+
+
+def test_health(server: servers.Server, client: RawClient) -> None:
+    resp = send(client, "GET", "/health", content_type=None)
+    assert resp.status == 200
+    body = resp.json()
+    assert body == {"status": "ok", "stack": server.name, "num_features": N, "num_class": 1}
+
+
+def test_single_prediction_matches_lightgbm(client: RawClient) -> None:
+    golden = model.load_golden(MODELS["regression"])
+    row = golden.rows[0]
+    resp = send(client, "POST", "/inference", json.dumps({"data": row}).encode())
+    assert resp.status == 200
+    assert resp.headers["content-type"].startswith("application/json")
+    assert resp.json()["prediction"] == pytest.approx(golden.predictions[0], rel=1e-12)
+
+
+def test_null_is_missing_value(client: RawClient) -> None:
+    golden = model.load_golden(MODELS["regression"])
+    i = next(i for i, r in enumerate(golden.rows) if any(math.isnan(v) for v in r))
+    body = json.dumps({"data": [None if math.isnan(v) else v for v in golden.rows[i]]})
+    resp = send(client, "POST", "/inference", body.encode())
+    assert resp.status == 200
+    assert model.within_tolerance(resp.json()["prediction"], golden.predictions[i])
+
+
+def test_batch(client: RawClient) -> None:
+    golden = model.load_golden(MODELS["regression"])
+    resp = send(client, "POST", "/inference/batch", batch_body(golden.rows[:7]))
+    assert resp.status == 200
+    preds = resp.json()["predictions"]
+    assert model.parity_errors(preds, model.Golden(**{**golden.__dict__,
+                               "predictions": golden.predictions[:7]})) == []  # fmt: skip
+
+
+def test_server_timing_on_inference(client: RawClient) -> None:
+    for path, body in [("/inference", json.dumps({"data": GOOD_ROW})),
+                       ("/inference/batch", json.dumps({"data": [GOOD_ROW] * 3}))]:  # fmt: skip
+        resp = send(client, "POST", path, body.encode())
+        assert resp.status == 200
+        timing = parse_server_timing(resp.headers.get("server-timing"))
+        assert set(timing) == {"inference", "app"}, resp.headers.get("server-timing")
+        assert 0 < timing["inference"] <= timing["app"] < 1000
+
+
+def test_parity_on_golden_set(server: servers.Server) -> None:
+    result = parity.check(server.url, model.load_golden(MODELS["regression"]))
+    assert result.ok, result.errors
+
+
+TOO_BIG = b'{"data": [' + b",".join([b"1.0"] * 300_000) + b"]}"
+ROW19 = json.dumps({"data": [1.0] * 19}).encode()
+ROW21 = json.dumps({"data": [1.0] * 21}).encode()
+
+# (id, method, path, body, content type, status, words the error message must contain)
+BAD_REQUESTS = [
+    ("malformed", "POST", "/inference", b'{"data": [1,', "application/json", 400, ["JSON"]),
+    ("empty-body", "POST", "/inference", b"", "application/json", 400, ["JSON"]),
+    ("nan-token", "POST", "/inference", b'{"data": [NaN]}', "application/json", 400, ["JSON"]),
+    ("infinity-token", "POST", "/inference", b'{"data": [Infinity]}', "application/json", 400,
+     ["JSON"]),
+    ("text-plain", "POST", "/inference", json.dumps({"data": GOOD_ROW}).encode(), "text/plain",
+     400, ["Content-Type"]),
+    ("no-content-type", "POST", "/inference", json.dumps({"data": GOOD_ROW}).encode(), None, 400,
+     ["Content-Type"]),
+    ("not-object", "POST", "/inference", b"[1, 2]", "application/json", 422, ["data"]),
+    ("missing-data", "POST", "/inference", b'{"rows": []}', "application/json", 422, ["data"]),
+    ("data-not-array", "POST", "/inference", b'{"data": 5}', "application/json", 422, ["data"]),
+    ("too-few", "POST", "/inference", ROW19, "application/json", 422, ["data", "20", "19"]),
+    ("too-many", "POST", "/inference", ROW21, "application/json", 422, ["data", "20", "21"]),
+    ("empty-row", "POST", "/inference", b'{"data": []}', "application/json", 422, ["data"]),
+    ("string", "POST", "/inference", json.dumps({"data": [1.0] * 19 + ["x"]}).encode(),
+     "application/json", 422, ["data[19]"]),
+    ("numeric-string", "POST", "/inference", json.dumps({"data": ["1.5"] + [1.0] * 19}).encode(),
+     "application/json", 422, ["data[0]"]),
+    ("bool", "POST", "/inference", json.dumps({"data": [True] + [1.0] * 19}).encode(),
+     "application/json", 422, ["data[0]"]),
+    ("nested", "POST", "/inference", json.dumps({"data": [[1.0]] + [1.0] * 19}).encode(),
+     "application/json", 422, ["data[0]"]),
+    ("object", "POST", "/inference", json.dumps({"data": [{}] + [1.0] * 19}).encode(),
+     "application/json", 422, ["data[0]"]),
+    ("out-of-range", "POST", "/inference", b'{"data": [1e400' + b", 1" * 19 + b"]}",
+     "application/json", 422, ["data[0]", "range"]),
+    ("batch-empty", "POST", "/inference/batch", b'{"data": []}', "application/json", 422,
+     ["data"]),
+    ("batch-flat", "POST", "/inference/batch", json.dumps({"data": GOOD_ROW}).encode(),
+     "application/json", 422, ["data"]),
+    ("batch-short-row", "POST", "/inference/batch",
+     json.dumps({"data": [GOOD_ROW, [1.0] * 19]}).encode(), "application/json", 422,
+     ["data[1]", "20", "19"]),
+    ("batch-bad-value", "POST", "/inference/batch",
+     json.dumps({"data": [GOOD_ROW, [1.0] * 5 + ["x"] + [1.0] * 14]}).encode(),
+     "application/json", 422, ["data[1][5]"]),
+    ("batch-too-many-rows", "POST", "/inference/batch",
+     json.dumps({"data": [[0] * N] * (contract.MAX_BATCH_ROWS + 1)}).encode(),
+     "application/json", 422, ["10000"]),
+    ("body-too-large", "POST", "/inference", TOO_BIG, "application/json", 413, ["1048576"]),
+    ("unknown-path", "POST", "/predict", b"{}", "application/json", 404, ["/predict"]),
+    ("unknown-get", "GET", "/nope", None, None, 404, ["/nope"]),
+    ("get-inference", "GET", "/inference", None, None, 405, ["GET"]),
+    ("post-health", "POST", "/health", b"{}", "application/json", 405, ["POST"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "ctype", "status", "words"),
+    [pytest.param(*case[1:], id=case[0]) for case in BAD_REQUESTS],
+)
+def test_bad_input(client: RawClient, method: str, path: str, body: bytes | None,
+                   ctype: str | None, status: int, words: list[str]) -> None:  # fmt: skip
+    resp = send(client, method, path, body, ctype)
+    assert resp.status == status, resp.body[:300]
+    message = error_of(resp)
+    for word in words:
+        assert word in message, message
+    if status == 405:
+        assert resp.headers.get("allow"), "405 must say which methods are allowed"
+
+
+def test_chunked_body_over_limit_is_413(server: servers.Server) -> None:
+    c = RawClient(server.url, timeout=15)
+    head = (f"POST /inference HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n").encode()  # fmt: skip
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(TOO_BIG[i : i + 65536]), TOO_BIG[i : i + 65536])
+                      for i in range(0, len(TOO_BIG), 65536))  # fmt: skip
+    try:
+        resp = c.send(head + chunks + b"0\r\n\r\n")
+    finally:
+        c.close()
+    assert resp.status == 413
+    error_of(resp)
+
+
+def test_still_healthy_after_bad_input(server: servers.Server, client: RawClient) -> None:
+    for case in BAD_REQUESTS:
+        send(client, *case[1:5])  # type: ignore[arg-type]
+    assert server.process is not None and server.process.poll() is None
+    assert send(client, "GET", "/health", content_type=None).status == 200
+
+
+@pytest.mark.parametrize("kind", ["binary", "multiclass"])
+@pytest.mark.parametrize("stack", sorted(stacks.STACKS))
+def test_other_objectives(stack: str, kind: str, tmp_path: Path) -> None:
+    golden = model.load_golden(MODELS[kind])
+    srv = _start(stack, MODELS[kind], tmp_path)
+    try:
+        assert srv.health["num_class"] == golden.num_class
+        result = parity.check(srv.url, golden)
+        assert result.ok, result.errors
+        c = RawClient(srv.url)
+        resp = send(c, "POST", "/inference", json.dumps({"data": GOOD_ROW}).encode())
+        c.close()
+        pred = resp.json()["prediction"]
+        if kind == "multiclass":
+            assert isinstance(pred, list) and len(pred) == golden.num_class
+            assert sum(pred) == pytest.approx(1.0)
+        else:
+            assert isinstance(pred, float) and 0.0 <= pred <= 1.0
+    finally:
+        servers.stop(srv)
+
+
+@pytest.mark.parametrize("stack", sorted(stacks.STACKS))
+def test_graceful_shutdown(stack: str, tmp_path: Path) -> None:
+    srv = _start(stack, MODELS["regression"], tmp_path)
+    assert srv.process is not None
+    srv.process.send_signal(signal.SIGTERM)
+    code = srv.process.wait(timeout=15)
+    assert code == 0, servers.tail(srv.log_path)
