@@ -1,0 +1,91 @@
+package main
+
+import (
+	"runtime"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Config holds everything the Go stack can be told. Fields left at their zero value take the
+// value documented beside them (see configDefault), in the style of Fiber's middleware configs.
+type Config struct {
+	// ModelPath is the LightGBM text model to serve (flag -model or env FIBER_ENDPOINTS_MODEL).
+	// Required: there is no default.
+	ModelPath string
+
+	// Host to listen on. Default: "127.0.0.1".
+	Host string
+
+	// Port to listen on. Default: 8001.
+	Port int
+
+	// StackName is reported by GET /health. Default: "fiber".
+	StackName string
+
+	// BodyLimit is the largest request body in bytes (contract: 1 MiB). Default: 1048576.
+	BodyLimit int
+
+	// MaxBatchRows is the most rows one /inference/batch request may hold. Default: 10000.
+	MaxBatchRows int
+
+	// Threads is the number of goroutines leaves uses for one batch. Default:
+	// runtime.GOMAXPROCS(0), which Go >= 1.25 sizes to the CPU affinity mask and the cgroup
+	// CPU quota, i.e. the CPUs this process can really use.
+	Threads int
+
+	// ShutdownTimeout bounds the graceful stop on SIGTERM/SIGINT. Default: 10s.
+	ShutdownTimeout time.Duration
+
+	// TracerProvider traces /inference* requests when set. Default: nil, no tracing at all
+	// (main sets it only when an OTLP endpoint is configured, see tracing.go).
+	TracerProvider trace.TracerProvider
+}
+
+// Contract limits (docs/contract.md).
+const (
+	contractBodyLimit    = 1 << 20
+	contractMaxBatchRows = 10_000
+)
+
+// ConfigDefault is the configuration used for every field left unset.
+var ConfigDefault = Config{
+	Host:            "127.0.0.1",
+	Port:            8001,
+	StackName:       "fiber",
+	BodyLimit:       contractBodyLimit,
+	MaxBatchRows:    contractMaxBatchRows,
+	ShutdownTimeout: 10 * time.Second,
+}
+
+// configDefault fills the unset fields of cfg from ConfigDefault.
+func configDefault(config ...Config) Config {
+	if len(config) < 1 {
+		cfg := ConfigDefault
+		cfg.Threads = runtime.GOMAXPROCS(0)
+		return cfg
+	}
+	cfg := config[0]
+	if cfg.Host == "" {
+		cfg.Host = ConfigDefault.Host
+	}
+	if cfg.Port == 0 {
+		cfg.Port = ConfigDefault.Port
+	}
+	if cfg.StackName == "" {
+		cfg.StackName = ConfigDefault.StackName
+	}
+	if cfg.BodyLimit <= 0 {
+		cfg.BodyLimit = ConfigDefault.BodyLimit
+	}
+	if cfg.MaxBatchRows <= 0 {
+		cfg.MaxBatchRows = ConfigDefault.MaxBatchRows
+	}
+	if cfg.Threads <= 0 {
+		cfg.Threads = runtime.GOMAXPROCS(0)
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = ConfigDefault.ShutdownTimeout
+	}
+	return cfg
+}

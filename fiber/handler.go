@@ -1,0 +1,282 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gofiber/fiber/v3"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Routes of the contract: path -> the one method it allows.
+const (
+	inferencePath = "/inference"
+	batchPath     = "/inference/batch"
+	healthPath    = "/health"
+)
+
+var routes = map[string]string{inferencePath: fiber.MethodPost, batchPath: fiber.MethodPost, healthPath: fiber.MethodGet}
+
+// contractError is an error that carries its HTTP status; errorHandler turns it into the
+// contract's {"error": "..."} response.
+type contractError struct {
+	Status  int
+	Message string
+}
+
+func (e *contractError) Error() string { return e.Message }
+
+var (
+	errMalformedJSON    = &contractError{400, "malformed JSON body"}
+	errWrongContentType = &contractError{400, "Content-Type must be application/json"}
+	errNotAnObject      = &contractError{422, `body must be a JSON object with a "data" field`}
+	errMissingData      = &contractError{422, "data: field required"}
+	errNotABatch        = &contractError{422, "data: expected an array of rows (arrays of numbers)"}
+	errEmptyBatch       = &contractError{422, "data: batch must have at least 1 row"}
+	errNotFinite        = &contractError{500, "the model produced a value that is not a finite number"}
+)
+
+func notAnArray(field string, numFeatures int) *contractError {
+	return &contractError{422, field + ": expected an array of " + strconv.Itoa(numFeatures) + " numbers"}
+}
+
+func wrongFeatureCount(field string, want, got int) *contractError {
+	return &contractError{422, field + ": expected " + strconv.Itoa(want) + " features, got " + strconv.Itoa(got)}
+}
+
+func batchTooLarge(rows, max int) *contractError {
+	return &contractError{422, "data: batch has " + strconv.Itoa(rows) + " rows, at most " + strconv.Itoa(max) + " allowed"}
+}
+
+// server holds what the handlers share. Per-request buffers come from a pool, so the hot path
+// of a single-row request allocates almost nothing.
+type server struct {
+	cfg    Config
+	pred   *Predictor
+	tracer trace.Tracer // nil when tracing is off
+	health []byte       // the /health body, built once
+	pool   sync.Pool    // *scratch
+}
+
+type scratch struct {
+	req   rowsRequest
+	stack []byte
+	out   []float64
+	buf   []byte
+}
+
+// NewApp builds the Fiber app serving the contract for one predictor.
+func NewApp(pred *Predictor, config ...Config) *fiber.App {
+	cfg := configDefault(config...)
+	s := &server{cfg: cfg, pred: pred}
+	s.pool.New = func() any { return &scratch{} }
+	s.health, _ = json.Marshal(struct {
+		Status      string `json:"status"`
+		Stack       string `json:"stack"`
+		NumFeatures int    `json:"num_features"`
+		NumClass    int    `json:"num_class"`
+	}{"ok", cfg.StackName, pred.NumFeatures(), pred.NumClass()})
+	app := fiber.New(fiber.Config{
+		AppName:                 "fiber-endpoints",
+		BodyLimit:               cfg.BodyLimit,
+		ErrorHandler:            s.errorHandler,
+		DisableHeadAutoRegister: true,
+	})
+	var mw []any
+	if cfg.TracerProvider != nil {
+		s.tracer = cfg.TracerProvider.Tracer(tracerName)
+		mw = append(mw, serverSpans(s.tracer, s.errorHandler))
+	}
+	app.Post(inferencePath, s.inference, mw...)
+	app.Post(batchPath, s.batch, mw...)
+	app.Get(healthPath, s.healthHandler)
+	return app
+}
+
+func (s *server) healthHandler(c fiber.Ctx) error {
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	c.Response().SetBody(s.health)
+	return nil
+}
+
+func (s *server) inference(c fiber.Ctx) error { return s.predict(c, false) }
+
+func (s *server) batch(c fiber.Ctx) error { return s.predict(c, true) }
+
+// predict serves both inference routes: parse, validate, predict, serialise.
+func (s *server) predict(c fiber.Ctx, batch bool) error {
+	started := time.Now()
+	if !isJSONContentType(c.Get(fiber.HeaderContentType)) {
+		return errWrongContentType
+	}
+	sc := s.pool.Get().(*scratch)
+	defer s.pool.Put(sc)
+
+	var err error
+	// BodyRaw: the bytes as sent (Body() would decode a Content-Encoding).
+	sc.stack, err = parseRequest(c.BodyRaw(), batch, s.pred.NumFeatures(), &sc.req, sc.stack)
+	if err == nil {
+		err = s.validate(&sc.req, batch)
+	}
+	if err != nil {
+		var ce *contractError
+		if errors.As(err, &ce) && ce.Status == fiber.StatusUnprocessableEntity {
+			setServerTiming(c, sc, 0, time.Since(started))
+		}
+		return err
+	}
+
+	rows, k := sc.req.rows, s.pred.NumClass()
+	if cap(sc.out) < rows*k {
+		sc.out = make([]float64, rows*k)
+	}
+	out := sc.out[:rows*k]
+	inferStart := time.Now()
+	if s.tracer != nil {
+		_, span := s.tracer.Start(c.Context(), "model-inference", trace.WithAttributes(
+			attribute.Int("inference.rows", rows),
+			attribute.Int("inference.features", s.pred.NumFeatures()),
+		))
+		err = s.pred.Predict(sc.req.vals, rows, out)
+		span.End()
+	} else {
+		err = s.pred.Predict(sc.req.vals, rows, out)
+	}
+	inferDur := time.Since(inferStart)
+	if err != nil {
+		return err
+	}
+	if !finite(out) {
+		return errNotFinite
+	}
+
+	buf := sc.buf[:0]
+	if batch {
+		buf = append(buf, `{"predictions":[`...)
+		for r := range rows {
+			if r > 0 {
+				buf = append(buf, ',')
+			}
+			buf = appendPrediction(buf, out[r*k:(r+1)*k])
+		}
+		buf = append(buf, "]}"...)
+	} else {
+		buf = append(buf, `{"prediction":`...)
+		buf = appendPrediction(buf, out)
+		buf = append(buf, '}')
+	}
+	sc.buf = buf
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	c.Response().SetBody(buf) // copies: buf goes back to the pool
+	setServerTiming(c, sc, inferDur, time.Since(started))
+	return nil
+}
+
+// validate checks row counts and lengths: no row of the wrong length ever reaches the predictor.
+func (s *server) validate(req *rowsRequest, batch bool) error {
+	n := s.pred.NumFeatures()
+	if !batch {
+		if got := req.rowLens[0]; got != n {
+			return wrongFeatureCount("data", n, got)
+		}
+		return nil
+	}
+	if req.rows == 0 {
+		return errEmptyBatch
+	}
+	if req.rows > s.cfg.MaxBatchRows {
+		return batchTooLarge(req.rows, s.cfg.MaxBatchRows)
+	}
+	for i, got := range req.rowLens {
+		if got != n {
+			return wrongFeatureCount("data["+strconv.Itoa(i)+"]", n, got)
+		}
+	}
+	return nil
+}
+
+// appendPrediction writes one row's output: a number, or an array of K numbers (multiclass).
+// 'g' with precision -1 is the shortest text that parses back to the same float64.
+func appendPrediction(buf []byte, row []float64) []byte {
+	if len(row) == 1 {
+		return strconv.AppendFloat(buf, row[0], 'g', -1, 64)
+	}
+	buf = append(buf, '[')
+	for j, v := range row {
+		if j > 0 {
+			buf = append(buf, ',')
+		}
+		buf = strconv.AppendFloat(buf, v, 'g', -1, 64)
+	}
+	return append(buf, ']')
+}
+
+// setServerTiming writes `Server-Timing: inference;dur=<ms>, app;dur=<ms>` (6 decimals).
+func setServerTiming(c fiber.Ctx, sc *scratch, inference, app time.Duration) {
+	b := sc.buf[:0]
+	b = append(b, "inference;dur="...)
+	b = strconv.AppendFloat(b, float64(inference.Nanoseconds())/1e6, 'f', 6, 64)
+	b = append(b, ", app;dur="...)
+	b = strconv.AppendFloat(b, float64(app.Nanoseconds())/1e6, 'f', 6, 64)
+	c.Response().Header.SetBytesV("Server-Timing", b) // copies
+	sc.buf = b[:0]
+}
+
+// isJSONContentType accepts application/json with any parameters, case-insensitively.
+func isJSONContentType(v string) bool {
+	mediaType, _, _ := strings.Cut(v, ";")
+	return strings.EqualFold(strings.TrimSpace(mediaType), fiber.MIMEApplicationJSON)
+}
+
+// errorHandler is the one place where errors become responses: {"error": "<message>"}.
+func (s *server) errorHandler(c fiber.Ctx, err error) error {
+	status, message := fiber.StatusInternalServerError, "internal server error"
+	var ce *contractError
+	var fe *fiber.Error
+	switch {
+	case errors.As(err, &ce):
+		status, message = ce.Status, ce.Message
+	case errors.As(err, &fe):
+		status, message = fe.Code, fe.Message
+		if fe.Code == fiber.StatusRequestEntityTooLarge {
+			// fasthttp refuses an oversized body before routing; the contract checks path and
+			// method first, so an unknown path or a wrong method still answers 404/405.
+			status = s.routeStatus(c)
+			if status == fiber.StatusRequestEntityTooLarge {
+				message = "request body larger than " + strconv.Itoa(s.cfg.BodyLimit) + " bytes"
+			}
+		}
+		switch status {
+		case fiber.StatusNotFound:
+			message = "not found: " + c.Path()
+		case fiber.StatusMethodNotAllowed:
+			message = "method " + c.Method() + " not allowed on " + c.Path()
+		}
+	}
+	body, _ := json.Marshal(struct {
+		Error string `json:"error"`
+	}{message})
+	c.Status(status)
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	c.Response().SetBody(body)
+	return nil
+}
+
+// routeStatus is 404 or 405 (setting Allow) when the request's path or method is not served,
+// else 413: used only for bodies fasthttp refused as too large.
+func (s *server) routeStatus(c fiber.Ctx) int {
+	method, ok := routes[c.Path()]
+	switch {
+	case !ok:
+		return fiber.StatusNotFound
+	case method != c.Method():
+		c.Set(fiber.HeaderAllow, method)
+		return fiber.StatusMethodNotAllowed
+	}
+	return fiber.StatusRequestEntityTooLarge
+}

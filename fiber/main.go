@@ -1,0 +1,96 @@
+// Command fiber-endpoint serves one LightGBM model over the project's HTTP contract
+// (docs/contract.md) with Fiber v3 and leaves. main only reads flags and wires the pieces:
+// the predictor (predictor.go), the app (handler.go) and tracing (tracing.go).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+
+	"github.com/gofiber/fiber/v3"
+)
+
+const modelEnv = "FIBER_ENDPOINTS_MODEL"
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		log.Printf("fiber-endpoint: %v", err)
+		os.Exit(1)
+	}
+}
+
+func parseFlags(args []string) (Config, error) {
+	fs := flag.NewFlagSet("fiber-endpoint", flag.ContinueOnError)
+	cfg := Config{}
+	fs.StringVar(&cfg.ModelPath, "model", os.Getenv(modelEnv), "LightGBM text model (required; env "+modelEnv+")")
+	fs.StringVar(&cfg.Host, "host", ConfigDefault.Host, "address to listen on")
+	fs.IntVar(&cfg.Port, "port", ConfigDefault.Port, "port to listen on")
+	fs.StringVar(&cfg.StackName, "stack-name", ConfigDefault.StackName, "stack name reported by /health")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if cfg.ModelPath == "" {
+		return cfg, errors.New("-model (or " + modelEnv + ") is required")
+	}
+	return configDefault(cfg), nil
+}
+
+func run(args []string) error {
+	cfg, err := parseFlags(args)
+	if err != nil {
+		return err
+	}
+	pred, err := LoadPredictor(cfg.ModelPath, cfg.Threads)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	tp, err := newTracerProvider(ctx)
+	if err != nil {
+		return err
+	}
+	if tp != nil {
+		cfg.TracerProvider = tp
+	}
+	app := NewApp(pred, cfg)
+
+	addr := net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port))
+	served := make(chan error, 1)
+	go func() {
+		served <- app.Listen(addr, fiber.ListenConfig{DisableStartupMessage: true})
+	}()
+	log.Printf("fiber-endpoint: serving %s (%d features, %d classes) on http://%s, tracing=%t",
+		cfg.ModelPath, pred.NumFeatures(), pred.NumClass(), addr, tp != nil)
+
+	select {
+	case err := <-served: // could not listen, or stopped on its own
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", addr, err)
+		}
+		return nil
+	case <-ctx.Done():
+	}
+	stop()
+	err = app.ShutdownWithTimeout(cfg.ShutdownTimeout)
+	if tp != nil {
+		// Flush the BatchSpanProcessor: every span of a served request is exported.
+		flushCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		defer cancel()
+		if ferr := tp.Shutdown(flushCtx); ferr != nil {
+			// An unreachable collector must not turn a clean stop into a failure.
+			log.Printf("fiber-endpoint: flushing traces: %v", ferr)
+		}
+	}
+	<-served
+	return err
+}
