@@ -41,12 +41,25 @@ def _run_fiber(opts: ServeOptions) -> None:
     fiber_go.serve(opts)
 
 
+def _run_asgi_msgspec(opts: ServeOptions) -> None:
+    from fiber_endpoints.stacks import asgi_msgspec
+
+    asgi_msgspec.serve(opts)
+
+
 STACKS: dict[str, Stack] = {
     s.name: s
     for s in [
         Stack("fastapi", "python", "FastAPI + pydantic + uvicorn + Booster.predict (control)",
               8000, _run_fastapi),
         Stack("fiber", "go", "Go Fiber v3 + leaves", 8001, _run_fiber),
+        Stack(
+            "asgi-msgspec",
+            "python",
+            "bare ASGI on uvicorn (uvloop, httptools) + msgspec + LightGBM C API",
+            8002,
+            _run_asgi_msgspec,
+        ),
     ]
 }
 

@@ -1,0 +1,207 @@
+"""The contract's request handling without a web framework: msgspec in, C API predictor, bytes out.
+
+Protocol-free, so any HTTP server can drive it (the ASGI stack, and the candidate servers measured
+in ``docs/fast-python.md``): the server gives method, path, content type and body; the handler
+gives status, body and the extra headers. Errors are ``contract.ContractError`` (from
+``contract.py``), turned into responses in one place (:meth:`Handler.error`).
+
+The happy path is one typed msgspec decode (syntax, object shape and float/null items at once),
+a length check, one predictor call and one encode. Only a request that fails the typed decode
+pays for :func:`explain`, which re-reads the body the way the control stack does (Python's
+``json`` + the same field order as pydantic) to name the first bad field with the contract's
+message.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from time import perf_counter
+from typing import Any
+
+import msgspec
+
+from fiber_endpoints import contract, tracing
+from fiber_endpoints.contract import ContractError
+from fiber_endpoints.stacks.lgbm_capi import CapiPredictor, Row
+
+JSON = b"application/json"
+
+
+class SingleBody(msgspec.Struct, gc=False):
+    data: list[float | None]
+
+
+class BatchBody(msgspec.Struct, gc=False):
+    data: list[list[float | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What the server writes: status, JSON body, and ``Server-Timing`` when the handler ran."""
+
+    status: int
+    body: bytes
+    server_timing: bytes | None = None
+    allow: bytes | None = None
+
+
+def _reject_constant(token: str) -> Any:
+    raise ValueError(f"{token} is not JSON")
+
+
+def _check_value(field: str, value: Any) -> ContractError | None:
+    if value is None or (type(value) is float and math.isfinite(value)):
+        return None
+    if type(value) is float:  # Python's json reads 1e400 as inf
+        return contract.out_of_range(field)
+    if type(value) is int:
+        try:
+            float(value)
+        except OverflowError:  # an integer literal past float64: also a number out of range
+            return contract.out_of_range(field)
+        return None
+    return contract.not_a_number(field)  # str, bool, object, array
+
+
+def explain(body: bytes, n_features: int, batch: bool) -> ContractError:
+    """The contract error for a body the typed decode refused: the first bad field, in the
+    control stack's order (syntax, object, ``data``, items in order, batch size, row lengths)."""
+    try:
+        doc = json.loads(body, parse_constant=_reject_constant)
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return contract.malformed_json()
+    if not isinstance(doc, dict):
+        return contract.not_an_object()
+    if "data" not in doc:
+        return contract.missing_data()
+    data = doc["data"]
+    if not batch:
+        if not isinstance(data, list):
+            return contract.not_an_array("data", n_features)
+        rows: list[tuple[str, Any]] = [("data", data)]
+    elif not isinstance(data, list):
+        return contract.not_a_batch()
+    else:
+        rows = [(f"data[{i}]", row) for i, row in enumerate(data)]
+    for name, row in rows:  # in document order, as pydantic reports its first error
+        if not isinstance(row, list):
+            return contract.not_a_batch()
+        for j, value in enumerate(row):
+            error = _check_value(f"{name}[{j}]", value)
+            if error is not None:
+                return error
+    error = check_shape([row for _, row in rows] if batch else data, n_features, batch)
+    if error is not None:
+        return error
+    # The typed decode and this walk disagree (should not happen): refuse rather than guess.
+    return contract.malformed_json()
+
+
+def check_shape(data: list[Any], n_features: int, batch: bool) -> ContractError | None:
+    """Row count and row lengths, once every item is known to be a float or null."""
+    if not batch:
+        if len(data) != n_features:
+            return contract.wrong_feature_count("data", n_features, len(data))
+        return None
+    if not data:
+        return contract.empty_batch()
+    if len(data) > contract.MAX_BATCH_ROWS:
+        return contract.batch_too_large(len(data))
+    for i, row in enumerate(data):
+        if len(row) != n_features:
+            return contract.wrong_feature_count(f"data[{i}]", n_features, len(row))
+    return None
+
+
+def _timing(inference_s: float, app_s: float) -> bytes:
+    return contract.server_timing(inference_s, app_s).encode()
+
+
+class Handler:
+    """The contract's routes over one predictor. Not thread-safe (one per event loop)."""
+
+    def __init__(self, predictor: CapiPredictor, stack_name: str, tracer: Any = None) -> None:
+        self.predictor = predictor
+        self.num_features = n = predictor.num_features
+        self._predict_row: Callable[[Row], Any] = predictor.predict_row
+        self._predict_rows: Callable[[Sequence[Row]], Any] = predictor.predict_rows
+        if tracer is not None:  # decided once: without a tracer, no OpenTelemetry code runs
+
+            def predict_row(row: Row) -> Any:
+                with tracing.inference_span(tracer, 1, n):
+                    return predictor.predict_row(row)
+
+            def predict_rows(rows: Sequence[Row]) -> Any:
+                with tracing.inference_span(tracer, len(rows), n):
+                    return predictor.predict_rows(rows)
+
+            self._predict_row, self._predict_rows = predict_row, predict_rows
+        self._single = msgspec.json.Decoder(SingleBody).decode
+        self._batch = msgspec.json.Decoder(BatchBody).decode
+        self._encode: Callable[[Any], bytes] = msgspec.json.Encoder().encode
+        self.health_body = self._encode({
+            "status": "ok", "stack": stack_name, "num_features": predictor.num_features,
+            "num_class": predictor.num_class,
+        })  # fmt: skip
+        self.last_inference_s = 0.0  # for tracing and tests: the last predictor call
+
+    # -- routing: path, then method ---------------------------------------------------------
+    @staticmethod
+    def route_error(method: str, path: str) -> Reply | None:
+        """404/405 for anything but the contract's routes; ``None`` when the route is served."""
+        allowed = contract.ROUTES.get(path)
+        if allowed is None:
+            return Handler.error(contract.not_found(path))
+        if method != allowed:  # HEAD included, as in the control stack
+            reply = Handler.error(contract.method_not_allowed(method, path))
+            return Reply(reply.status, reply.body, allow=allowed.encode())
+        return None
+
+    @staticmethod
+    def error(err: ContractError, timing: bytes | None = None) -> Reply:
+        return Reply(err.status, msgspec.json.encode(err.body()), timing)
+
+    # -- the inference routes ---------------------------------------------------------------
+    def single(self, body: bytes) -> Reply:
+        started = perf_counter()
+        try:
+            data = self._single(body).data
+        except msgspec.ValidationError:
+            return self._invalid(explain(body, self.num_features, False), started)
+        except msgspec.DecodeError:
+            return self.error(contract.malformed_json())
+        if len(data) != self.num_features:
+            err = contract.wrong_feature_count("data", self.num_features, len(data))
+            return self._invalid(err, started)
+        t0 = perf_counter()
+        prediction = self._predict_row(data)
+        t1 = perf_counter()
+        out = b'{"prediction":' + self._encode(prediction) + b"}"
+        self.last_inference_s = t1 - t0
+        return Reply(200, out, _timing(t1 - t0, perf_counter() - started))
+
+    def batch(self, body: bytes) -> Reply:
+        started = perf_counter()
+        try:
+            data = self._batch(body).data
+        except msgspec.ValidationError:
+            return self._invalid(explain(body, self.num_features, True), started)
+        except msgspec.DecodeError:
+            return self.error(contract.malformed_json())
+        error = check_shape(data, self.num_features, True)
+        if error is not None:
+            return self._invalid(error, started)
+        t0 = perf_counter()
+        predictions = self._predict_rows(data)
+        t1 = perf_counter()
+        out = b'{"predictions":' + self._encode(predictions) + b"}"
+        self.last_inference_s = t1 - t0
+        return Reply(200, out, _timing(t1 - t0, perf_counter() - started))
+
+    def _invalid(self, err: ContractError, started: float) -> Reply:
+        self.last_inference_s = 0.0
+        timing = _timing(0.0, perf_counter() - started) if err.status == 422 else None
+        return self.error(err, timing)
