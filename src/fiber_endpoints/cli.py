@@ -29,7 +29,9 @@ def _train(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     stack = stacks.get(args.stack)
     opts = stacks.ServeOptions(
-        model=args.model.resolve(), host=args.host, port=args.port or stack.default_port,
+        model=args.model.resolve(),
+        host=args.host,
+        port=args.port or stack.default_port,
         workers=args.workers,
     )
     stack.run(opts)
@@ -57,9 +59,14 @@ def _bench(args: argparse.Namespace) -> int:
             stacks.get(name)
     config = runner.BenchConfig(
         stacks=names,
-        model_path=args.model.resolve(), targets=targets, samples=args.samples,
-        calls=args.calls, client=args.client, warmup_calls=args.warmup, pin=not args.no_pin,
-    )  # fmt: skip
+        model_path=args.model.resolve(),
+        targets=targets,
+        samples=args.samples,
+        calls=args.calls,
+        client=args.client,
+        warmup_calls=args.warmup,
+        pin=not args.no_pin,
+    )
     path, doc = runner.run(config)
     runner.print_summary(doc)
     failed = [n for n, s in doc["stacks"].items() if not s["parity"]["ok"]]
@@ -80,8 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train the proof of concept's model; write model + golden")
     p.add_argument("--output", type=Path, default=model.DEFAULT_MODEL)
-    p.add_argument("--objective", choices=["regression", "binary", "multiclass"],
-                   default="regression")
+    p.add_argument(
+        "--objective", choices=["regression", "binary", "multiclass"], default="regression"
+    )
     p.add_argument("--samples", type=int, default=model.SEED_TRAIN_SAMPLES)
     p.add_argument("--trees", type=int, default=model.SEED_TREES)
     p.add_argument("--features", type=int, default=model.SEED_FEATURES)
@@ -91,8 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run one stack in the foreground until SIGTERM/SIGINT")
     p.add_argument("stack", choices=sorted(stacks.STACKS))
-    p.add_argument("--model", type=Path, default=default_model(),
-                   help="LightGBM text model (env FIBER_ENDPOINTS_MODEL)")
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=default_model(),
+        help="LightGBM text model (env FIBER_ENDPOINTS_MODEL)",
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="0 = the stack's default port")
     p.add_argument("--workers", type=int, default=1, help="worker processes (Python stacks)")
@@ -100,14 +112,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="parity, then the seed protocol (and more) on every stack")
     p.add_argument("--stacks", help=f"comma-separated (default: all: {','.join(stacks.STACKS)})")
-    p.add_argument("--target", action="append", default=[], metavar="NAME=URL",
-                   help="an endpoint already running (repeatable); parity is checked too")
+    p.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help="an endpoint already running (repeatable); parity is checked too",
+    )
     p.add_argument("--model", type=Path, default=default_model())
     p.add_argument("--samples", type=int, default=50, help="samples per stack (seed: 50)")
     p.add_argument("--calls", type=int, default=100, help="sequential calls per sample (seed: 100)")
-    p.add_argument("--client", choices=["raw", "httpx"], default="raw",
-                   help="raw: pre-encoded keep-alive socket (small, measured cost); "
-                        "httpx: the proof of concept's client")
+    p.add_argument(
+        "--client",
+        choices=["raw", "httpx"],
+        default="raw",
+        help="raw: pre-encoded keep-alive socket (small, measured cost); "
+        "httpx: the proof of concept's client",
+    )
     p.add_argument("--warmup", type=int, default=200, help="untimed calls per stack first")
     p.add_argument("--no-pin", action="store_true", help="do not place client/servers on CPUs")
     p.set_defaults(func=_bench)

@@ -17,8 +17,9 @@ from fiber_endpoints.bench.client import RawClient, Response, batch_body, parse_
 
 pytestmark = pytest.mark.integration
 
-MODELS = {name: model.MODELS_DIR / name / "model.txt" for name in
-          ("regression", "binary", "multiclass")}  # fmt: skip
+MODELS = {
+    name: model.MODELS_DIR / name / "model.txt" for name in ("regression", "binary", "multiclass")
+}
 N = 20
 GOOD_ROW = [0.5] * N
 
@@ -43,8 +44,13 @@ def client(server: servers.Server) -> Iterator[RawClient]:
     c.close()
 
 
-def send(c: RawClient, method: str, path: str, body: bytes | None = None,
-         content_type: str | None = "application/json") -> Response:  # fmt: skip
+def send(
+    c: RawClient,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    content_type: str | None = "application/json",
+) -> Response:
     headers = {"Content-Type": content_type} if content_type else {}
     raw = c.prepare(method, path, body, headers=headers)
     if content_type is None and body is not None:
@@ -90,13 +96,19 @@ def test_batch(client: RawClient) -> None:
     resp = send(client, "POST", "/inference/batch", batch_body(golden.rows[:7]))
     assert resp.status == 200
     preds = resp.json()["predictions"]
-    assert model.parity_errors(preds, model.Golden(**{**golden.__dict__,
-                               "predictions": golden.predictions[:7]})) == []  # fmt: skip
+    assert (
+        model.parity_errors(
+            preds, model.Golden(**{**golden.__dict__, "predictions": golden.predictions[:7]})
+        )
+        == []
+    )
 
 
 def test_server_timing_on_inference(client: RawClient) -> None:
-    for path, body in [("/inference", json.dumps({"data": GOOD_ROW})),
-                       ("/inference/batch", json.dumps({"data": [GOOD_ROW] * 3}))]:  # fmt: skip
+    for path, body in [
+        ("/inference", json.dumps({"data": GOOD_ROW})),
+        ("/inference/batch", json.dumps({"data": [GOOD_ROW] * 3})),
+    ]:
         resp = send(client, "POST", path, body.encode())
         assert resp.status == 200
         timing = parse_server_timing(resp.headers.get("server-timing"))
@@ -118,57 +130,151 @@ BAD_REQUESTS = [
     ("malformed", "POST", "/inference", b'{"data": [1,', "application/json", 400, ["JSON"]),
     ("empty-body", "POST", "/inference", b"", "application/json", 400, ["JSON"]),
     ("nan-token", "POST", "/inference", b'{"data": [NaN]}', "application/json", 400, ["JSON"]),
-    ("infinity-token", "POST", "/inference", b'{"data": [Infinity]}', "application/json", 400,
-     ["JSON"]),
-    ("text-plain", "POST", "/inference", json.dumps({"data": GOOD_ROW}).encode(), "text/plain",
-     400, ["Content-Type"]),
-    ("no-content-type", "POST", "/inference", json.dumps({"data": GOOD_ROW}).encode(), None, 400,
-     ["Content-Type"]),
+    (
+        "infinity-token",
+        "POST",
+        "/inference",
+        b'{"data": [Infinity]}',
+        "application/json",
+        400,
+        ["JSON"],
+    ),
+    (
+        "text-plain",
+        "POST",
+        "/inference",
+        json.dumps({"data": GOOD_ROW}).encode(),
+        "text/plain",
+        400,
+        ["Content-Type"],
+    ),
+    (
+        "no-content-type",
+        "POST",
+        "/inference",
+        json.dumps({"data": GOOD_ROW}).encode(),
+        None,
+        400,
+        ["Content-Type"],
+    ),
     ("not-object", "POST", "/inference", b"[1, 2]", "application/json", 422, ["data"]),
     ("missing-data", "POST", "/inference", b'{"rows": []}', "application/json", 422, ["data"]),
     ("data-not-array", "POST", "/inference", b'{"data": 5}', "application/json", 422, ["data"]),
     ("too-few", "POST", "/inference", ROW19, "application/json", 422, ["data", "20", "19"]),
     ("too-many", "POST", "/inference", ROW21, "application/json", 422, ["data", "20", "21"]),
     ("empty-row", "POST", "/inference", b'{"data": []}', "application/json", 422, ["data"]),
-    ("string", "POST", "/inference", json.dumps({"data": [1.0] * 19 + ["x"]}).encode(),
-     "application/json", 422, ["data[19]"]),
-    ("numeric-string", "POST", "/inference", json.dumps({"data": ["1.5"] + [1.0] * 19}).encode(),
-     "application/json", 422, ["data[0]"]),
-    ("bool", "POST", "/inference", json.dumps({"data": [True] + [1.0] * 19}).encode(),
-     "application/json", 422, ["data[0]"]),
-    ("nested", "POST", "/inference", json.dumps({"data": [[1.0]] + [1.0] * 19}).encode(),
-     "application/json", 422, ["data[0]"]),
-    ("object", "POST", "/inference", json.dumps({"data": [{}] + [1.0] * 19}).encode(),
-     "application/json", 422, ["data[0]"]),
-    ("out-of-range", "POST", "/inference", b'{"data": [1e400' + b", 1" * 19 + b"]}",
-     "application/json", 422, ["data[0]", "range"]),
-    ("batch-empty", "POST", "/inference/batch", b'{"data": []}', "application/json", 422,
-     ["data"]),
-    ("batch-flat", "POST", "/inference/batch", json.dumps({"data": GOOD_ROW}).encode(),
-     "application/json", 422, ["data"]),
-    ("batch-short-row", "POST", "/inference/batch",
-     json.dumps({"data": [GOOD_ROW, [1.0] * 19]}).encode(), "application/json", 422,
-     ["data[1]", "20", "19"]),
-    ("batch-bad-value", "POST", "/inference/batch",
-     json.dumps({"data": [GOOD_ROW, [1.0] * 5 + ["x"] + [1.0] * 14]}).encode(),
-     "application/json", 422, ["data[1][5]"]),
-    ("batch-too-many-rows", "POST", "/inference/batch",
-     json.dumps({"data": [[0] * N] * (contract.MAX_BATCH_ROWS + 1)}).encode(),
-     "application/json", 422, ["10000"]),
+    (
+        "string",
+        "POST",
+        "/inference",
+        json.dumps({"data": [1.0] * 19 + ["x"]}).encode(),
+        "application/json",
+        422,
+        ["data[19]"],
+    ),
+    (
+        "numeric-string",
+        "POST",
+        "/inference",
+        json.dumps({"data": ["1.5"] + [1.0] * 19}).encode(),
+        "application/json",
+        422,
+        ["data[0]"],
+    ),
+    (
+        "bool",
+        "POST",
+        "/inference",
+        json.dumps({"data": [True] + [1.0] * 19}).encode(),
+        "application/json",
+        422,
+        ["data[0]"],
+    ),
+    (
+        "nested",
+        "POST",
+        "/inference",
+        json.dumps({"data": [[1.0]] + [1.0] * 19}).encode(),
+        "application/json",
+        422,
+        ["data[0]"],
+    ),
+    (
+        "object",
+        "POST",
+        "/inference",
+        json.dumps({"data": [{}] + [1.0] * 19}).encode(),
+        "application/json",
+        422,
+        ["data[0]"],
+    ),
+    (
+        "out-of-range",
+        "POST",
+        "/inference",
+        b'{"data": [1e400' + b", 1" * 19 + b"]}",
+        "application/json",
+        422,
+        ["data[0]", "range"],
+    ),
+    ("batch-empty", "POST", "/inference/batch", b'{"data": []}', "application/json", 422, ["data"]),
+    (
+        "batch-flat",
+        "POST",
+        "/inference/batch",
+        json.dumps({"data": GOOD_ROW}).encode(),
+        "application/json",
+        422,
+        ["data"],
+    ),
+    (
+        "batch-short-row",
+        "POST",
+        "/inference/batch",
+        json.dumps({"data": [GOOD_ROW, [1.0] * 19]}).encode(),
+        "application/json",
+        422,
+        ["data[1]", "20", "19"],
+    ),
+    (
+        "batch-bad-value",
+        "POST",
+        "/inference/batch",
+        json.dumps({"data": [GOOD_ROW, [1.0] * 5 + ["x"] + [1.0] * 14]}).encode(),
+        "application/json",
+        422,
+        ["data[1][5]"],
+    ),
+    (
+        "batch-too-many-rows",
+        "POST",
+        "/inference/batch",
+        json.dumps({"data": [[0] * N] * (contract.MAX_BATCH_ROWS + 1)}).encode(),
+        "application/json",
+        422,
+        ["10000"],
+    ),
     ("body-too-large", "POST", "/inference", TOO_BIG, "application/json", 413, ["1048576"]),
     ("unknown-path", "POST", "/predict", b"{}", "application/json", 404, ["/predict"]),
     ("unknown-get", "GET", "/nope", None, None, 404, ["/nope"]),
     ("get-inference", "GET", "/inference", None, None, 405, ["GET"]),
     ("post-health", "POST", "/health", b"{}", "application/json", 405, ["POST"]),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(
     ("method", "path", "body", "ctype", "status", "words"),
     [pytest.param(*case[1:], id=case[0]) for case in BAD_REQUESTS],
 )
-def test_bad_input(client: RawClient, method: str, path: str, body: bytes | None,
-                   ctype: str | None, status: int, words: list[str]) -> None:  # fmt: skip
+def test_bad_input(
+    client: RawClient,
+    method: str,
+    path: str,
+    body: bytes | None,
+    ctype: str | None,
+    status: int,
+    words: list[str],
+) -> None:
     resp = send(client, method, path, body, ctype)
     assert resp.status == status, resp.body[:300]
     message = error_of(resp)
@@ -180,10 +286,14 @@ def test_bad_input(client: RawClient, method: str, path: str, body: bytes | None
 
 def test_chunked_body_over_limit_is_413(server: servers.Server) -> None:
     c = RawClient(server.url, timeout=15)
-    head = (f"POST /inference HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            "Transfer-Encoding: chunked\r\n\r\n").encode()  # fmt: skip
-    chunks = b"".join(b"%x\r\n%s\r\n" % (len(TOO_BIG[i : i + 65536]), TOO_BIG[i : i + 65536])
-                      for i in range(0, len(TOO_BIG), 65536))  # fmt: skip
+    head = (
+        b"POST /inference HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
+    chunks = b"".join(
+        b"%x\r\n%s\r\n" % (len(TOO_BIG[i : i + 65536]), TOO_BIG[i : i + 65536])
+        for i in range(0, len(TOO_BIG), 65536)
+    )
     try:
         resp = c.send(head + chunks + b"0\r\n\r\n")
     finally:
@@ -194,7 +304,7 @@ def test_chunked_body_over_limit_is_413(server: servers.Server) -> None:
 
 def test_still_healthy_after_bad_input(server: servers.Server, client: RawClient) -> None:
     for case in BAD_REQUESTS:
-        send(client, *case[1:5])  # type: ignore[arg-type]
+        send(client, *case[1:5])
     assert server.process is not None and server.process.poll() is None
     assert send(client, "GET", "/health", content_type=None).status == 200
 

@@ -37,8 +37,13 @@ class Client(Protocol):
 
     name: str
 
-    def prepare(self, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None) -> Any: ...  # fmt: skip
+    def prepare(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any: ...
 
     def send(self, prepared: Any) -> Response: ...
 
@@ -76,8 +81,13 @@ class RawClient:
             self._sock, self._buf = sock, b""
         return self._sock
 
-    def prepare(self, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None) -> bytes:  # fmt: skip
+    def prepare(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> bytes:
         lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
         all_headers = {"Content-Type": "application/json"} if body is not None else {}
         all_headers.update(headers or {})
@@ -159,8 +169,13 @@ class HttpxClient:
         self.base = url.rstrip("/")
         self._client = httpx.Client(timeout=timeout)
 
-    def prepare(self, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None) -> tuple[Any, ...]:  # fmt: skip
+    def prepare(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[Any, ...]:
         # Decoded again so httpx pays the JSON encoding per call, as the notebook did.
         payload = json.loads(body) if body is not None else None
         return (method, self.base + path, payload, headers or {})

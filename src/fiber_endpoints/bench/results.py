@@ -35,10 +35,25 @@ from fiber_endpoints.model import PROJECT_ROOT
 
 SCHEMA = "fiber-endpoints/results/1"
 RESULTS_DIR = PROJECT_ROOT / "results"
-PYTHON_PACKAGES = ("lightgbm", "numpy", "fastapi", "uvicorn", "pydantic", "starlette", "uvloop",
-                   "httptools", "msgspec", "orjson", "granian", "httpx")  # fmt: skip
-GO_MODULES = ("github.com/gofiber/fiber/v3", "github.com/dmitryikh/leaves",
-              "go.opentelemetry.io/otel")  # fmt: skip
+PYTHON_PACKAGES = (
+    "lightgbm",
+    "numpy",
+    "fastapi",
+    "uvicorn",
+    "pydantic",
+    "starlette",
+    "uvloop",
+    "httptools",
+    "msgspec",
+    "orjson",
+    "granian",
+    "httpx",
+)
+GO_MODULES = (
+    "github.com/gofiber/fiber/v3",
+    "github.com/dmitryikh/leaves",
+    "go.opentelemetry.io/otel",
+)
 
 
 def run_dir(base: Path = RESULTS_DIR) -> Path:
@@ -105,8 +120,11 @@ def machine_info() -> dict[str, Any]:
         "go": _go_version(),
         "python_packages": packages,
         "go_modules": go_module_versions(),
-        "env": {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OMP_NUM_THREADS", "CI")
-                if k in os.environ},  # fmt: skip
+        "env": {
+            k: os.environ[k]
+            for k in ("OPENBLAS_CORETYPE", "OMP_NUM_THREADS", "CI")
+            if k in os.environ
+        },
     }
 
 

@@ -49,8 +49,7 @@ class Placement:
     note: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"client_cpus": self.client_cpus, "server_cpus": self.server_cpus,
-                "note": self.note}  # fmt: skip
+        return {"client_cpus": self.client_cpus, "server_cpus": self.server_cpus, "note": self.note}
 
 
 def plan_placement(pin: bool) -> Placement:
@@ -60,8 +59,12 @@ def plan_placement(pin: bool) -> Placement:
         return Placement(available, available, "not pinned (--no-pin)")
     if len(available) < 2:
         return Placement(available, available, "one CPU: client and servers share it")
-    return Placement(available[:1], available[1:], "client and servers on separate CPUs; "
-                     "servers pinned from exec, before their thread pools start")  # fmt: skip
+    return Placement(
+        available[:1],
+        available[1:],
+        "client and servers on separate CPUs; "
+        "servers pinned from exec, before their thread pools start",
+    )
 
 
 @contextmanager
@@ -77,10 +80,15 @@ def started_servers(
                 servers.wait_healthy(server, timeout=30)
             else:
                 console.print(f"starting [bold]{name}[/] on CPUs {placement.server_cpus} ...")
-                server = stack.enter_context(servers.running(
-                    name, config.model_path, cpus=placement.server_cpus,
-                    env=config.server_env, log_dir=log_dir,
-                ))  # fmt: skip
+                server = stack.enter_context(
+                    servers.running(
+                        name,
+                        config.model_path,
+                        cpus=placement.server_cpus,
+                        env=config.server_env,
+                        log_dir=log_dir,
+                    )
+                )
             running[name] = server
         yield running
 
@@ -98,10 +106,14 @@ def run(config: BenchConfig) -> tuple[Path, dict[str, Any]]:
         "command": config.command,
         "machine": results.machine_info(),
         "placement": placement.to_json(),
-        "model": {"path": str(config.model_path), "objective": golden.objective,
-                  "num_features": golden.num_features, "num_class": golden.num_class},
+        "model": {
+            "path": str(config.model_path),
+            "objective": golden.objective,
+            "num_features": golden.num_features,
+            "num_class": golden.num_class,
+        },
         "stacks": {},
-    }  # fmt: skip
+    }
     if placement.client_cpus != cpus.affinity():
         os.sched_setaffinity(0, set(placement.client_cpus))
     with started_servers(config, placement, out_dir / "logs") as running:
@@ -109,12 +121,17 @@ def run(config: BenchConfig) -> tuple[Path, dict[str, Any]]:
         for name, server in running.items():
             check = parity.check(server.url, golden)
             doc["stacks"][name] = {
-                "url": server.url, "started_by_bench": server.process is not None,
-                "health": server.health, "cpus": server.cpus, "parity": check.to_json(),
-            }  # fmt: skip
+                "url": server.url,
+                "started_by_bench": server.process is not None,
+                "health": server.health,
+                "cpus": server.cpus,
+                "parity": check.to_json(),
+            }
             if check.ok:
-                console.print(f"parity [green]ok[/] {name}: {check.checked_rows} golden rows "
-                              "match LightGBM (single and batch)")  # fmt: skip
+                console.print(
+                    f"parity [green]ok[/] {name}: {check.checked_rows} golden rows "
+                    "match LightGBM (single and batch)"
+                )
                 healthy[name] = server
             else:
                 console.print(f"parity [red]FAILED[/] {name}: not timed")
@@ -132,15 +149,23 @@ def _sequential(
     config: BenchConfig, running: dict[str, servers.Server], n_features: int
 ) -> dict[str, Any]:
     rows = model.seed_rows(n_features).tolist()
-    with Progress(TextColumn("sequential ({task.fields[client]} client)"), BarColumn(),
-                  TextColumn("{task.completed}/{task.total} samples"), TimeRemainingColumn(),
-                  console=console) as bar:  # fmt: skip
+    with Progress(
+        TextColumn("sequential ({task.fields[client]} client)"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} samples"),
+        TimeRemainingColumn(),
+        console=console,
+    ) as bar:
         task = bar.add_task("seq", total=config.samples, client=config.client)
         raw = sequential.run(
-            {n: s.url for n, s in running.items()}, rows, samples=config.samples,
-            calls=config.calls, client_kind=config.client, warmup_calls=config.warmup_calls,
+            {n: s.url for n, s in running.items()},
+            rows,
+            samples=config.samples,
+            calls=config.calls,
+            client_kind=config.client,
+            warmup_calls=config.warmup_calls,
             progress=lambda done, _total: bar.update(task, completed=done),
-        )  # fmt: skip
+        )
     return {
         "client": config.client,
         "samples": config.samples,

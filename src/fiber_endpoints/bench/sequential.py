@@ -82,15 +82,14 @@ def _call(name: str, client: Client, request: Any) -> tuple[float, dict[str, flo
     return elapsed, parse_server_timing(resp.headers.get("server-timing"))
 
 
-def _sample(name: str, client: Client, requests: Sequence[Any], calls: int,
-            out: StackCalls) -> None:  # fmt: skip
+def _sample(
+    name: str, client: Client, requests: Sequence[Any], calls: int, out: StackCalls
+) -> None:
     latencies: list[float] = []
     cpu0 = time.thread_time()
     for i in range(calls):
         elapsed, timing = _call(name, client, requests[i % len(requests)])
         latencies.append(elapsed)
-        out.server_timing_ms.append(
-            (timing.get("inference"), timing.get("app"))
-        )
+        out.server_timing_ms.append((timing.get("inference"), timing.get("app")))
     out.client_cpu_s += time.thread_time() - cpu0
     out.latencies_s.append(latencies)

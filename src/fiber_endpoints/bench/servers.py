@@ -62,9 +62,19 @@ def serve_command(
 ) -> list[str]:
     stacks.get(name)  # fail early on an unknown name
     return [
-        sys.executable, "-m", "fiber_endpoints", "serve", name,
-        "--model", str(model), "--host", host, "--port", str(port), *extra,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "fiber_endpoints",
+        "serve",
+        name,
+        "--model",
+        str(model),
+        "--host",
+        host,
+        "--port",
+        str(port),
+        *extra,
+    ]
 
 
 def get_json(url: str, timeout: float = 2.0) -> dict[str, Any]:
@@ -125,12 +135,18 @@ def start(
 
     log = log_path.open("wb")
     proc = subprocess.Popen(
-        cmd, env=child_env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        preexec_fn=place, start_new_session=True,
-    )  # fmt: skip
+        cmd,
+        env=child_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=place,
+        start_new_session=True,
+    )
     log.close()
-    server = Server(name, f"http://{host}:{port}", proc, sorted(pin) if pin else None,
-                    log_path=log_path)  # fmt: skip
+    server = Server(
+        name, f"http://{host}:{port}", proc, sorted(pin) if pin else None, log_path=log_path
+    )
     try:
         wait_healthy(server, timeout)
     except BaseException:

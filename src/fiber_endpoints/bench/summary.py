@@ -42,17 +42,24 @@ def sequential_rows(doc: dict[str, Any], control: str = stacks.CONTROL) -> list[
         pct = stats.percentiles(flat)
         timing = raw.get("server_timing_ms", [])
         cpu = raw.get("client_cpu_per_call_s")
-        rows.append(SequentialRow(
-            stack=name,
-            mean_s=means[name],
-            median_s=float(np.median(totals[name])),
-            diff_vs_control_pct=(stats.mean_diff_percent(means[name], means[control])
-                                 if control in means else None),
-            p50_ms=pct["p50"] * 1e3, p90_ms=pct["p90"] * 1e3, p99_ms=pct["p99"] * 1e3,
-            app_p50_ms=_median_or_none([t[1] for t in timing]),
-            inference_p50_ms=_median_or_none([t[0] for t in timing]),
-            client_cpu_us=cpu * 1e6 if cpu is not None else None,
-        ))  # fmt: skip
+        rows.append(
+            SequentialRow(
+                stack=name,
+                mean_s=means[name],
+                median_s=float(np.median(totals[name])),
+                diff_vs_control_pct=(
+                    stats.mean_diff_percent(means[name], means[control])
+                    if control in means
+                    else None
+                ),
+                p50_ms=pct["p50"] * 1e3,
+                p90_ms=pct["p90"] * 1e3,
+                p99_ms=pct["p99"] * 1e3,
+                app_p50_ms=_median_or_none([t[1] for t in timing]),
+                inference_p50_ms=_median_or_none([t[0] for t in timing]),
+                client_cpu_us=cpu * 1e6 if cpu is not None else None,
+            )
+        )
     return rows
 
 

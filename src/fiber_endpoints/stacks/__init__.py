@@ -50,8 +50,13 @@ def _run_asgi_msgspec(opts: ServeOptions) -> None:
 STACKS: dict[str, Stack] = {
     s.name: s
     for s in [
-        Stack("fastapi", "python", "FastAPI + pydantic + uvicorn + Booster.predict (control)",
-              8000, _run_fastapi),
+        Stack(
+            "fastapi",
+            "python",
+            "FastAPI + pydantic + uvicorn + Booster.predict (control)",
+            8000,
+            _run_fastapi,
+        ),
         Stack("fiber", "go", "Go Fiber v3 + leaves", 8001, _run_fiber),
         Stack(
             "asgi-msgspec",

@@ -18,8 +18,15 @@ GO_DIR = PROJECT_ROOT / "fiber"
 BINARY = GO_DIR / "bin" / "fiber-endpoint"
 # The one build command, shared by the Makefile and the Dockerfile.
 BUILD_COMMAND = [
-    "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", "bin/fiber-endpoint", ".",
-]  # fmt: skip
+    "go",
+    "build",
+    "-trimpath",
+    "-ldflags",
+    "-s -w",
+    "-o",
+    "bin/fiber-endpoint",
+    ".",
+]
 
 
 def binary() -> Path:
@@ -27,14 +34,14 @@ def binary() -> Path:
     if not BINARY.exists():
         if shutil.which("go") is None:
             raise FileNotFoundError(f"{BINARY} is missing and no Go toolchain to build it")
-        subprocess.run(BUILD_COMMAND, cwd=GO_DIR, check=True,
-                       env={**os.environ, "CGO_ENABLED": "0"})  # fmt: skip
+        subprocess.run(
+            BUILD_COMMAND, cwd=GO_DIR, check=True, env={**os.environ, "CGO_ENABLED": "0"}
+        )
     return BINARY
 
 
 def command(opts: ServeOptions) -> list[str]:
-    return [str(binary()), "-model", str(opts.model), "-host", opts.host,
-            "-port", str(opts.port)]  # fmt: skip
+    return [str(binary()), "-model", str(opts.model), "-host", opts.host, "-port", str(opts.port)]
 
 
 def serve(opts: ServeOptions) -> None:

@@ -1,0 +1,80 @@
+"""Golden fixtures and the parity rule."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pytest
+
+from fiber_endpoints import model
+
+
+@pytest.mark.parametrize("name", ["regression", "binary", "multiclass"])
+def test_shipped_golden_files_are_lightgbms_own_predictions(name: str) -> None:
+    path = model.MODELS_DIR / name / "model.txt"
+    golden = model.load_golden(path)
+    booster = lgb.Booster(model_file=str(path))
+    assert golden.num_features == booster.num_feature()
+    want = booster.predict(np.array(golden.rows), num_threads=1)
+    assert model.parity_errors(np.asarray(want).tolist(), golden) == []
+    assert any(math.isnan(v) for row in golden.rows for v in row), "rows with missing values"
+
+
+def test_seed_rows_are_the_proof_of_concepts() -> None:
+    rows = model.seed_rows()
+    assert rows.shape == (100, 20)
+    from sklearn.datasets import make_regression
+
+    x, _ = make_regression(
+        n_samples=100, n_features=20, n_informative=15, noise=0.1, random_state=5
+    )
+    assert np.array_equal(rows, x)
+
+
+def test_default_model_is_the_proof_of_concepts() -> None:
+    booster = lgb.Booster(model_file=str(model.DEFAULT_MODEL))
+    assert booster.num_trees() == model.SEED_TREES
+    assert booster.num_feature() == model.SEED_FEATURES
+    assert "objective=regression" in model.DEFAULT_MODEL.read_text()[:2000]
+
+
+def test_train_is_deterministic(tmp_path: Path) -> None:
+    a = model.train(tmp_path / "a" / "model.txt", samples=2000, trees=5, threads=1, progress=False)
+    b = model.train(tmp_path / "b" / "model.txt", samples=2000, trees=5, threads=1, progress=False)
+    assert a.predictions == b.predictions
+
+    def strip(path: Path) -> str:  # the saved parameters include the output path
+        lines = path.read_text().splitlines()
+        return "
+".join(line for line in lines if not line.startswith("[output_model"))
+
+    assert strip(tmp_path / "a" / "model.txt") == strip(tmp_path / "b" / "model.txt")
+    assert model.golden_path(tmp_path / "a" / "model.txt").exists()
+
+
+@pytest.mark.parametrize(
+    ("got", "want", "ok"),
+    [
+        (1.0, 1.0 + 5e-10, True),
+        (1.0, 1.0 + 2e-9, False),
+        (1e6, 1e6 + 1e-4, True),  # relative above 1
+        (1e6, 1e6 + 1e-2, False),
+        (0.0, 0.0, True),
+        (float("nan"), float("nan"), True),
+        (0.0, float("nan"), False),
+    ],
+)
+def test_within_tolerance(got: float, want: float, ok: bool) -> None:
+    assert model.within_tolerance(got, want) is ok
+
+
+def test_parity_errors_name_the_row() -> None:
+    golden = model.Golden("m", "multiclass", 2, 3, [[0, 0], [1, 1]], [[0.2, 0.3, 0.5]] * 2)
+    assert model.parity_errors([[0.2, 0.3, 0.5], [0.2, 0.3, 0.5]], golden) == []
+    errors = model.parity_errors([[0.2, 0.3, 0.5], [0.2, 0.5]], golden)
+    assert errors and errors[0].startswith("row 1")
+    assert model.parity_errors([0.0], golden) == ["expected 2 predictions, got 1"]
+    assert model.parity_errors([[0.2, 0.3, 0.5], "x"], golden)
