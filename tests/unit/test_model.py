@@ -48,8 +48,7 @@ def test_train_is_deterministic(tmp_path: Path) -> None:
 
     def strip(path: Path) -> str:  # the saved parameters include the output path
         lines = path.read_text().splitlines()
-        return "
-".join(line for line in lines if not line.startswith("[output_model"))
+        return "\n".join(line for line in lines if not line.startswith("[output_model"))
 
     assert strip(tmp_path / "a" / "model.txt") == strip(tmp_path / "b" / "model.txt")
     assert model.golden_path(tmp_path / "a" / "model.txt").exists()
