@@ -15,6 +15,8 @@ predictor call a ``model-inference`` child span.
 from __future__ import annotations
 
 import os
+import signal
+import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -141,11 +143,18 @@ def create_app(model_path: Path | None = None, workers: int | None = None) -> Ap
     return App(Handler(predictor, STACK_NAME, tracer), tracer)
 
 
+def _exit_zero(signum: int, frame: object) -> None:
+    sys.exit(0)
+
+
 def serve(opts: ServeOptions) -> None:
     import uvicorn
 
     os.environ[MODEL_ENV] = str(opts.model)
     os.environ[WORKERS_ENV] = str(opts.workers)
+    # uvicorn shuts down gracefully, then re-raises the signal it caught: make that an exit 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _exit_zero)
     uvicorn.run(
         "fiber_endpoints.stacks.asgi_msgspec:create_app",
         factory=True,
