@@ -1,0 +1,3 @@
+module github.com/fiber-endpoints/healthcheck
+
+go 1.26.8
