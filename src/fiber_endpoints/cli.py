@@ -49,7 +49,7 @@ def _parse_targets(values: list[str]) -> dict[str, str]:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from fiber_endpoints.bench import runner
+    from fiber_endpoints.bench import results, runner
 
     targets = _parse_targets(args.target)
     # Default: every registered stack; with --target only, just the given endpoints.
@@ -64,6 +64,7 @@ def _bench(args: argparse.Namespace) -> int:
         samples=args.samples,
         calls=args.calls,
         client=args.client,
+        out_base=args.out or results.RESULTS_DIR,
         warmup_calls=args.warmup,
         pin=not args.no_pin,
     )
@@ -131,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--warmup", type=int, default=200, help="untimed calls per stack first")
     p.add_argument("--no-pin", action="store_true", help="do not place client/servers on CPUs")
+    p.add_argument("--out", type=Path, default=None, help="results folder (default: results/)")
     p.set_defaults(func=_bench)
     return parser
 
