@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any
@@ -25,7 +28,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fiber_endpoints import contract, cpus
+from fiber_endpoints import contract, cpus, tracing
 from fiber_endpoints.contract import ContractError
 from fiber_endpoints.stacks import ServeOptions
 
@@ -188,7 +191,14 @@ class StrictJSONRoute(APIRoute):
 def create_app(model_path: Path | None = None) -> FastAPI:
     path = model_path or Path(os.environ[MODEL_ENV])
     model = Model(path)
-    app = FastAPI(title="fiber-endpoints control (FastAPI)")
+    tracer = tracing.setup(STACK_NAME)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        tracing.shutdown()  # flush spans on graceful stop
+
+    app = FastAPI(title="fiber-endpoints control (FastAPI)", lifespan=lifespan)
     app.router.route_class = StrictJSONRoute
 
     @app.exception_handler(ContractError)
@@ -219,9 +229,10 @@ def create_app(model_path: Path | None = None) -> FastAPI:
     @app.post(contract.INFERENCE_PATH)
     async def inference(request: InferenceRequest) -> dict[str, Any]:
         model.check_row("data", request.data)
-        started = time.perf_counter()
-        prediction = model.predict([request.data])[0]
-        inference_seconds.set(time.perf_counter() - started)
+        with tracing.inference_span(tracer, 1, model.num_features):
+            started = time.perf_counter()
+            prediction = model.predict([request.data])[0]
+            inference_seconds.set(time.perf_counter() - started)
         return {"prediction": prediction}
 
     @app.post(contract.BATCH_PATH)
@@ -232,11 +243,19 @@ def create_app(model_path: Path | None = None) -> FastAPI:
             raise contract.batch_too_large(len(request.data))
         for i, row in enumerate(request.data):
             model.check_row(f"data[{i}]", row)
-        started = time.perf_counter()
-        predictions = model.predict(request.data)
-        inference_seconds.set(time.perf_counter() - started)
+        with tracing.inference_span(tracer, len(request.data), model.num_features):
+            started = time.perf_counter()
+            predictions = model.predict(request.data)
+            inference_seconds.set(time.perf_counter() - started)
         return {"predictions": predictions}
 
+    if tracer is not None:
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        # receive/send spans excluded: see docs/tracing.md for the measured cost.
+        FastAPIInstrumentor.instrument_app(
+            app, excluded_urls=contract.HEALTH_PATH, exclude_spans=["receive", "send"]
+        )
     return app
 
 
@@ -249,6 +268,9 @@ def serve(opts: ServeOptions) -> None:
     import uvicorn
 
     os.environ[MODEL_ENV] = str(opts.model)
+    # uvicorn shuts down gracefully, then re-raises the signal it caught: make that an exit 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: sys.exit(0))
     uvicorn.run(
         "fiber_endpoints.stacks.fastapi_control:asgi_app",
         factory=True,
