@@ -59,6 +59,9 @@ GO_MODULES = (
 def run_dir(base: Path = RESULTS_DIR) -> Path:
     path = base / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path.mkdir(parents=True, exist_ok=True)
+    latest = base / "latest"  # the newest run, for docs and humans
+    latest.unlink(missing_ok=True)
+    latest.symlink_to(path.name)
     return path
 
 
