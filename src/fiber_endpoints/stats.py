@@ -81,9 +81,7 @@ def merge_histograms(encoded: Iterable[str]) -> Any:
     return total
 
 
-def histogram_percentiles(
-    h: Any, qs: Sequence[float] = LOAD_PERCENTILES
-) -> dict[str, float]:
+def histogram_percentiles(h: Any, qs: Sequence[float] = LOAD_PERCENTILES) -> dict[str, float]:
     """``{"p50": µs, ..., "p99.9": µs}``: HDR's definition, the smallest recorded value (bucket's
     highest equivalent) with at least q % of the counts at or below it."""
     if h.get_total_count() == 0:
@@ -132,9 +130,15 @@ def _median_of_resamples(
     values: np.ndarray, weights: np.ndarray | None, n: int, rng: np.random.Generator
 ) -> np.ndarray:
     """Medians of ``n`` bootstrap resamples (rows) of ``values`` (optionally with counts)."""
+    if weights is None and values.size > 2000:  # same distribution, bounded memory
+        values, counts = np.unique(values, return_counts=True)
+        weights = counts.astype(np.float64)
     if weights is None:
         idx = rng.integers(0, values.size, size=(n, values.size))
-        return np.median(values[idx], axis=1)
+        medians: np.ndarray = np.median(values[idx], axis=1)
+        return medians
+    order = np.argsort(values)
+    values, weights = values[order], weights[order]
     # A histogram: resample the same number of requests, multinomially over its buckets.
     total = int(weights.sum())
     p = weights / weights.sum()
@@ -143,7 +147,8 @@ def _median_of_resamples(
     half = (total - 1) / 2.0
     lo = np.argmax(cum > np.floor(half), axis=1)
     hi = np.argmax(cum > np.ceil(half), axis=1)
-    return np.asarray((values[lo] + values[hi]) / 2.0)
+    out: np.ndarray = (values[lo] + values[hi]) / 2.0
+    return out
 
 
 def bootstrap_ratio_of_medians(

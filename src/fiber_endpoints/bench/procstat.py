@@ -108,9 +108,7 @@ class Usage:
             "processes": self.processes,
         }
         if requests is not None:
-            out["cpu_s_per_1k"] = (
-                round(self.cpu_s / requests * 1000.0, 6) if requests else None
-            )
+            out["cpu_s_per_1k"] = round(self.cpu_s / requests * 1000.0, 6) if requests else None
         return out
 
 

@@ -75,7 +75,7 @@ static int serve(int fd) {
 int main(int argc, char **argv) {
     if (argc != 2) { fprintf(stderr, "usage: %s PORT\n", argv[0]); return 2; }
     signal(SIGPIPE, SIG_IGN);
-    int ls = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+    int ls = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0), one = 1;
     setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[1]))};
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);

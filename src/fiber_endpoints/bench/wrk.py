@@ -1,0 +1,197 @@
+"""Closed-loop load with wrk (Debian's ``wrk`` 4.x): N keep-alive connections, each sending its
+next request as soon as the previous answer arrives, for a fixed duration.
+
+The requests are pre-encoded once (:func:`lua_script`) and wrk rotates through them, the same
+bytes for every stack. wrk's ``done()`` hook dumps its whole latency record (1 µs resolution, one
+``value count`` pair per distinct value) to a file, which becomes an HDR histogram here: nothing is
+summarised by wrk itself. Closed loop hides stalls (a stalled connection sends nothing, so it
+records one slow request instead of the many that would have queued): its ``max`` is kept and the
+report flags steps whose max dwarfs their p99.9; the open-loop mode (``vegeta.py``) measures
+what a stall costs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fiber_endpoints import stats
+from fiber_endpoints.bench import tools
+
+# done() writes the summary and the full latency record; `#latency` is the number of distinct
+# values and `latency(i)` returns (value µs, count) of the i-th.
+_DONE = r"""
+done = function(summary, latency, requests)
+  local f = assert(io.open(os.getenv("WRK_RESULT"), "w"))
+  local e = summary.errors
+  f:write(string.format("requests %d\nduration_us %d\nbytes %d\n", summary.requests,
+    summary.duration, summary.bytes))
+  f:write(string.format("connect %d\nread %d\nwrite %d\nstatus %d\ntimeout %d\n",
+    e.connect, e.read, e.write, e.status, e.timeout))
+  for i = 1, #latency do
+    local v, c = latency(i)
+    f:write(string.format("h %d %d\n", v, c))
+  end
+  f:close()
+end
+"""
+
+
+def _lua_long_string(body: bytes) -> str:
+    text = body.decode("utf-8")
+    level = 1
+    while "]" + "=" * level + "]" in text:
+        level += 1
+    eq = "=" * level
+    return f"[{eq}[{text}]{eq}]"
+
+
+def lua_script(path: str, bodies: Sequence[bytes]) -> str:
+    """A wrk script POSTing ``bodies`` (JSON) to ``path`` in turn, plus the result dump."""
+    if not bodies:
+        raise ValueError("no request bodies")
+    items = ",\n".join(_lua_long_string(b) for b in bodies)
+    return f"""
+local bodies = {{
+{items}
+}}
+local reqs = {{}}
+local i = 0
+init = function(args)
+  for k, b in ipairs(bodies) do
+    reqs[k] = wrk.format("POST", "{path}", {{["Content-Type"] = "application/json"}}, b)
+  end
+end
+request = function()
+  i = i % #reqs + 1
+  return reqs[i]
+end
+{_DONE}
+"""
+
+
+@dataclass
+class WrkResult:
+    connections: int
+    duration_s: float
+    requests: int
+    bytes: int
+    errors: dict[str, int]
+    histogram: Any  # HdrHistogram, µs
+    client_cpu_s: float
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.duration_s if self.duration_s else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        socket_errors = sum(v for k, v in self.errors.items() if k != "status")
+        return {
+            "connections": self.connections,
+            "duration_s": round(self.duration_s, 4),
+            "requests": self.requests,
+            "rps": round(self.rps, 2),
+            "errors": socket_errors,
+            "non2xx": self.errors.get("status", 0),
+            "error_kinds": self.errors,
+            "latency_us": stats.histogram_summary(self.histogram),
+            "hdr": stats.encode_histogram(self.histogram),
+            "client_cpu_s": round(self.client_cpu_s, 4),
+            "client_cpu_util": round(self.client_cpu_s / self.duration_s, 4)
+            if self.duration_s
+            else None,
+        }
+
+
+def parse_result(text: str, connections: int, client_cpu_s: float) -> WrkResult:
+    fields: dict[str, int] = {}
+    pairs: list[tuple[float, int]] = []
+    for line in text.splitlines():
+        parts = line.split()
+        if not parts:
+            continue
+        if parts[0] == "h":
+            pairs.append((float(parts[1]), int(parts[2])))
+        else:
+            fields[parts[0]] = int(parts[1])
+    if "requests" not in fields:
+        raise RuntimeError("wrk wrote no result (did its script fail?)")
+    return WrkResult(
+        connections=connections,
+        duration_s=fields["duration_us"] / 1e6,
+        requests=fields["requests"],
+        bytes=fields["bytes"],
+        errors={k: fields.get(k, 0) for k in ("connect", "read", "write", "status", "timeout")},
+        histogram=stats.histogram_from_counts(pairs),
+        client_cpu_s=client_cpu_s,
+    )
+
+
+def _run(cmd: list[str], env: dict[str, str], cpus: Sequence[int] | None,
+         seconds: float, timeout: float) -> str:  # fmt: skip
+    """Run wrk for ``seconds`` (wrk takes whole seconds only: it is given more, then stopped by
+    SIGINT, on which it prints its results and runs ``done()`` as at the end of ``-d``)."""
+    pin = set(cpus) if cpus else None
+
+    def place() -> None:
+        if pin:
+            os.sched_setaffinity(0, pin)
+
+    full = [*cmd[:3], f"-d{math.ceil(seconds) + 2}s", *cmd[3:]]
+    proc = subprocess.Popen(full, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, preexec_fn=place)  # fmt: skip
+    try:
+        try:
+            out, _ = proc.communicate(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGINT)
+            out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+    if proc.returncode != 0:
+        raise RuntimeError(f"wrk failed ({proc.returncode}): {out.decode(errors='replace')}")
+    return out.decode(errors="replace")
+
+
+def run(
+    url: str,
+    path: str,
+    bodies: Sequence[bytes],
+    *,
+    connections: int,
+    duration_s: float,
+    warmup_s: float = 0.0,
+    cpus: Sequence[int] | None = None,
+    timeout_s: float = 10.0,
+    threads: int = 1,
+    script_dir: Path | None = None,
+) -> WrkResult:
+    """Warm up (discarded), then one measured closed-loop run of ``duration_s``."""
+    wrk = str(tools.wrk())
+    with tempfile.TemporaryDirectory(dir=script_dir) as tmp:
+        script = Path(tmp) / "post.lua"
+        script.write_text(lua_script(path, bodies))
+        result_file = Path(tmp) / "result.txt"
+        env = {**os.environ, "WRK_RESULT": str(result_file)}
+        threads = max(1, min(threads, connections))
+
+        cmd = [wrk, f"-t{threads}", f"-c{connections}", f"--timeout={timeout_s:g}s",
+               "-s", str(script), url]  # fmt: skip
+        if warmup_s > 0:
+            _run(cmd, env, cpus, warmup_s, timeout_s + 30)
+        before = os.times()  # wrk's own CPU: our reaped children's times over the run
+        _run(cmd, env, cpus, duration_s, timeout_s + 30)
+        after = os.times()
+        client_cpu = (after.children_user - before.children_user) + (
+            after.children_system - before.children_system
+        )
+        return parse_result(result_file.read_text(), connections, client_cpu)
