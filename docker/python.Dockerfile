@@ -16,7 +16,7 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY docker/constraints.txt docker/constraints.txt
-COPY pyproject.toml README.md ./
+COPY pyproject.toml ./
 COPY src/ src/
 # Pinned by docker/constraints.txt: the versions the native test suite passes with.
 RUN ["pip", "install", "--constraint", "docker/constraints.txt", "."]

