@@ -42,7 +42,7 @@ func (g *golden) flatRows() []float64 {
 }
 
 // want returns LightGBM's outputs row-major (K per row).
-func (g *golden) want(t *testing.T) []float64 {
+func (g *golden) want(t testing.TB) []float64 {
 	t.Helper()
 	out := make([]float64, 0, len(g.Predictions)*g.NumClass)
 	for i, raw := range g.Predictions {
@@ -63,7 +63,7 @@ func (g *golden) want(t *testing.T) []float64 {
 	return out
 }
 
-func loadGolden(t *testing.T, name string) (modelPath string, g *golden) {
+func loadGolden(t testing.TB, name string) (modelPath string, g *golden) {
 	t.Helper()
 	modelPath = filepath.Join(modelsDir, name, "model.txt")
 	raw, err := os.ReadFile(filepath.Join(modelsDir, name, "golden.json"))
