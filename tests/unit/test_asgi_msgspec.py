@@ -1,0 +1,291 @@
+"""The asgi-msgspec stack in process: C API parity on every golden model, validation on a table
+of bad bodies (the same answers as the control stack), and the ASGI app's contract checks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fiber_endpoints import contract, model
+from fiber_endpoints.stacks import asgi_msgspec
+from fiber_endpoints.stacks.lgbm_capi import CapiPredictor
+from fiber_endpoints.stacks.msgspec_handler import Handler
+
+MODELS = {name: model.MODELS_DIR / name / "model.txt" for name in ("regression", "binary",
+                                                                    "multiclass")}  # fmt: skip
+N = 20
+ROW = [0.5] * N
+GOOD = json.dumps({"data": ROW}).encode()
+
+
+def _rows(golden: model.Golden) -> list[list[float | None]]:
+    return [[None if math.isnan(v) else v for v in row] for row in golden.rows]
+
+
+@pytest.fixture(scope="module")
+def handler() -> Iterator[Handler]:
+    predictor = CapiPredictor(MODELS["regression"], threads=1)
+    yield Handler(predictor, asgi_msgspec.STACK_NAME)
+    predictor.close()
+
+
+# -- parity --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_single_row_parity(name: str) -> None:
+    golden = model.load_golden(MODELS[name])
+    predictor = CapiPredictor(MODELS[name], threads=1)
+    assert predictor.num_features == golden.num_features
+    assert predictor.num_class == golden.num_class
+    got = [predictor.predict_row(row) for row in _rows(golden)]
+    assert model.parity_errors(got, golden) == []
+    assert got == golden.predictions  # the same trees and code as Booster.predict: bit for bit
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_batch_parity(name: str, threads: int) -> None:
+    golden = model.load_golden(MODELS[name])
+    predictor = CapiPredictor(MODELS[name], threads=threads)
+    got = predictor.predict_rows(_rows(golden))
+    assert model.parity_errors(got, golden) == []
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_handler_parity_through_json(name: str) -> None:
+    """What goes over the wire (msgspec's float output) round-trips to LightGBM's numbers."""
+    golden = model.load_golden(MODELS[name])
+    h = Handler(CapiPredictor(MODELS[name], threads=1), "test")
+    rows = _rows(golden)
+    single = [json.loads(h.single(json.dumps({"data": r}).encode()).body)["prediction"]
+              for r in rows]  # fmt: skip
+    assert single == golden.predictions
+    batch = h.batch(json.dumps({"data": rows}).encode())
+    assert batch.status == 200
+    assert json.loads(batch.body)["predictions"] == golden.predictions
+
+
+def test_missing_values_in_a_batch_do_not_shift_rows(handler: Handler) -> None:
+    golden = model.load_golden(MODELS["regression"])
+    rows = _rows(golden)
+    # A None in the middle of a row makes the fast path fall back: the row must stay whole.
+    with_none = [i for i, r in enumerate(rows) if None in r]
+    assert with_none
+    got = handler.predictor.predict_rows([rows[i] for i in with_none])
+    assert got == [golden.predictions[i] for i in with_none]
+
+
+# -- validation ----------------------------------------------------------------------------------
+def _row(*values: str) -> bytes:
+    """A single-row body: the given JSON tokens, padded with 1s to N features."""
+    return b'{"data": [' + ", ".join([*values, *["1"] * (N - len(values))]).encode() + b"]}"
+
+
+def _batch(*rows: str) -> bytes:
+    return b'{"data": [' + ", ".join(rows).encode() + b"]}"
+
+
+GOOD_ROW = "[" + ", ".join(["1"] * N) + "]"
+
+SINGLE_CASES: list[tuple[str, bytes, int, str]] = [
+    ("empty", b"", 400, "malformed JSON body"),
+    ("truncated", b'{"data": [1', 400, "malformed JSON body"),
+    ("nan-token", _row("NaN"), 400, "malformed JSON body"),
+    ("infinity-token", _row("Infinity"), 400, "malformed JSON body"),
+    ("minus-infinity", _row("-Infinity"), 400, "malformed JSON body"),
+    ("trailing", GOOD + b" x", 400, "malformed JSON body"),
+    ("array", b"[]", 422, 'body must be a JSON object with a "data" field'),
+    ("null-body", b"null", 422, 'body must be a JSON object with a "data" field'),
+    ("string-body", b'"x"', 422, 'body must be a JSON object with a "data" field'),
+    ("no-data", b'{"rows": []}', 422, "data: field required"),
+    ("data-null", b'{"data": null}', 422, "data: expected an array of 20 numbers"),
+    ("data-object", b'{"data": {}}', 422, "data: expected an array of 20 numbers"),
+    ("data-string", b'{"data": "1,2"}', 422, "data: expected an array of 20 numbers"),
+    ("short", b'{"data": [1, 2]}', 422, "data: expected 20 features, got 2"),
+    ("long", _row(*["1"] * 21), 422, "data: expected 20 features, got 21"),
+    ("empty-row", b'{"data": []}', 422, "data: expected 20 features, got 0"),
+    ("string", _row("1", "2", "3", "4", '"5"'), 422, "data[4]: expected a number or null"),
+    ("true", _row("true"), 422, "data[0]: expected a number or null"),
+    ("false", _row("1", "false"), 422, "data[1]: expected a number or null"),
+    ("object", _row("{}"), 422, "data[0]: expected a number or null"),
+    ("nested", _row("[1]"), 422, "data[0]: expected a number or null"),
+    ("1e400", _row("1", "1", "1", "1", "1e400"), 422, "data[4]: number out of range"),
+    ("-1e400", _row("-1e400"), 422, "data[0]: number out of range"),
+    ("first-error-wins", _row('"x"', "1e400"), 422, "data[0]: expected a number or null"),
+    ("value-before-length", b'{"data": [1, true]}', 422, "data[1]: expected a number or null"),
+]
+
+BATCH_CASES: list[tuple[str, bytes, int, str]] = [
+    ("empty", b"", 400, "malformed JSON body"),
+    ("nan-token", _batch("[NaN]"), 400, "malformed JSON body"),
+    ("array", b"[[1]]", 422, 'body must be a JSON object with a "data" field'),
+    ("no-data", b"{}", 422, "data: field required"),
+    ("no-rows", b'{"data": []}', 422, "data: batch must have at least 1 row"),
+    ("flat", b'{"data": [1, 2]}', 422, "data: expected an array of rows (arrays of numbers)"),
+    ("not-array", b'{"data": 3}', 422, "data: expected an array of rows (arrays of numbers)"),
+    ("null-row", b'{"data": [null]}', 422, "data: expected an array of rows (arrays of numbers)"),
+    ("short-row", _batch(GOOD_ROW, "[1, 2]"), 422, "data[1]: expected 20 features, got 2"),
+    ("bad-value", _batch(GOOD_ROW, '["x"]'), 422, "data[1][0]: expected a number or null"),
+    ("range", _batch("[1, 1e400]"), 422, "data[0][1]: number out of range"),
+    ("value-before-row-type", _batch('["x"]', "1"), 422, "data[0][0]: expected a number or null"),
+    ("value-before-count", _batch(*['["x"]'] * 10_001), 422,
+     "data[0][0]: expected a number or null"),
+    ("too-many", _batch(*["[1]"] * 10_001), 422,
+     "data: batch has 10001 rows, at most 10000 allowed"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "body", "status", "message"), SINGLE_CASES,
+                         ids=[c[0] for c in SINGLE_CASES])  # fmt: skip
+def test_single_validation(handler: Handler, case: str, body: bytes, status: int,
+                           message: str) -> None:  # fmt: skip
+    reply = handler.single(body)
+    assert (reply.status, json.loads(reply.body)) == (status, {"error": message})
+    # Server-Timing on 2xx and 422 (inference 0), not on a 400.
+    if status == 422:
+        assert reply.server_timing is not None
+        assert reply.server_timing.startswith(b"inference;dur=0.000000, app;dur=")
+    else:
+        assert reply.server_timing is None
+
+
+@pytest.mark.parametrize(("case", "body", "status", "message"), BATCH_CASES,
+                         ids=[c[0] for c in BATCH_CASES])  # fmt: skip
+def test_batch_validation(handler: Handler, case: str, body: bytes, status: int,
+                          message: str) -> None:  # fmt: skip
+    reply = handler.batch(body)
+    assert (reply.status, json.loads(reply.body)) == (status, {"error": message})
+
+
+def test_null_is_missing_and_ints_are_numbers(handler: Handler) -> None:
+    with_null = handler.single(_row("null", "2"))
+    as_nan = handler.predictor.predict_row([math.nan, 2.0, *[1.0] * (N - 2)])
+    assert with_null.status == 200
+    assert json.loads(with_null.body) == {"prediction": as_nan}
+    assert handler.single(_row("1", "2")).body == handler.single(_row("1.0", "2.0")).body
+
+
+def test_huge_integer_literal_is_out_of_range(handler: Handler) -> None:
+    """An integer past float64 is 'a number that does not fit a float64' (the contract's 422
+    out of range); the control stack calls it 'expected a number or null'."""
+    reply = handler.single(_row("1" + "0" * 400))
+    assert json.loads(reply.body) == {"error": "data[0]: number out of range"}
+
+
+def test_success_carries_server_timing(handler: Handler) -> None:
+    reply = handler.single(GOOD)
+    assert reply.status == 200
+    assert reply.server_timing is not None
+    inference, app = (float(part.split("=")[1]) for part in
+                      reply.server_timing.decode().split(", "))  # fmt: skip
+    assert 0 < inference <= app
+
+
+@pytest.fixture(scope="module")
+def control() -> Any:
+    from fastapi.testclient import TestClient
+
+    from fiber_endpoints.stacks import fastapi_control
+
+    return TestClient(fastapi_control.ContractMiddleware(
+        fastapi_control.create_app(MODELS["regression"])))  # fmt: skip
+
+
+@pytest.mark.parametrize(("path", "body"),
+    [(contract.INFERENCE_PATH, c[1]) for c in SINGLE_CASES]
+    + [(contract.BATCH_PATH, c[1]) for c in BATCH_CASES]
+    + [(contract.INFERENCE_PATH, GOOD), (contract.BATCH_PATH, _batch(GOOD_ROW, GOOD_ROW))],
+)  # fmt: skip
+def test_same_answers_as_the_control(handler: Handler, control: Any, path: str,
+                                     body: bytes) -> None:  # fmt: skip
+    want = control.post(path, content=body, headers={"content-type": "application/json"})
+    got = handler.single(body) if path == contract.INFERENCE_PATH else handler.batch(body)
+    assert (got.status, json.loads(got.body)) == (want.status_code, want.json())
+
+
+# -- the ASGI app --------------------------------------------------------------------------------
+def _call(app: asgi_msgspec.App, method: str, path: str, body_chunks: list[bytes] | None = None,
+          headers: list[tuple[bytes, bytes]] | None = None) -> tuple[int, dict[bytes, bytes],
+                                                                     bytes]:  # fmt: skip
+    chunks = list(body_chunks or [b""])
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        if chunks:
+            chunk = chunks.pop(0)
+            return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": method, "path": path,
+             "headers": headers if headers is not None else [(b"content-type", JSON)]}  # fmt: skip
+    asyncio.run(app(scope, receive, send))
+    start, body = sent
+    return start["status"], dict(start["headers"]), body["body"]
+
+
+JSON = b"application/json"
+
+
+@pytest.fixture(scope="module")
+def app(handler: Handler) -> asgi_msgspec.App:
+    return asgi_msgspec.App(handler)
+
+
+def test_app_routes(app: asgi_msgspec.App) -> None:
+    status, headers, body = _call(app, "GET", "/health")
+    assert status == 200
+    assert json.loads(body) == {"status": "ok", "stack": "asgi-msgspec", "num_features": N,
+                                "num_class": 1}  # fmt: skip
+    status, _, body = _call(app, "GET", "/foo")
+    assert (status, json.loads(body)) == (404, {"error": "not found: /foo"})
+    status, headers, body = _call(app, "GET", "/inference")
+    assert (status, headers[b"allow"]) == (405, b"POST")
+    assert json.loads(body) == {"error": "method GET not allowed on /inference"}
+    status, headers, _ = _call(app, "POST", "/health")
+    assert (status, headers[b"allow"]) == (405, b"GET")
+
+
+def test_app_inference_and_content_type(app: asgi_msgspec.App) -> None:
+    status, headers, body = _call(app, "POST", "/inference", [GOOD])
+    assert status == 200
+    assert headers[b"content-type"] == JSON
+    assert int(headers[b"content-length"]) == len(body)
+    assert headers[b"server-timing"].startswith(b"inference;dur=")
+    with_charset = [(b"content-type", b"Application/JSON; charset=utf-8")]
+    assert _call(app, "POST", "/inference", [GOOD], with_charset)[0] == 200
+    for headers_ in ([(b"content-type", b"text/plain")], []):
+        status, _, body = _call(app, "POST", "/inference", [GOOD], headers_)
+        assert (status, json.loads(body)) == (
+            400,
+            {"error": "Content-Type must be application/json"},
+        )
+
+
+def test_app_body_limit(app: asgi_msgspec.App) -> None:
+    too_large = {"error": f"request body larger than {contract.MAX_BODY_BYTES} bytes"}
+    declared = [(b"content-type", JSON), (b"content-length", b"1048577")]
+    status, _, body = _call(app, "POST", "/inference", [b""], declared)
+    assert (status, json.loads(body)) == (413, too_large)
+    # Chunked: no Content-Length, the body grows past the limit over several messages.
+    chunks = [b" " * 400_000] * 3
+    status, _, body = _call(app, "POST", "/inference/batch", chunks)
+    assert (status, json.loads(body)) == (413, too_large)
+    # A body in several messages under the limit is read whole.
+    status, _, _ = _call(app, "POST", "/inference", [GOOD[:10], GOOD[10:]])
+    assert status == 200
+
+
+def test_model_path_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(asgi_msgspec.MODEL_ENV, str(MODELS["multiclass"]))
+    built = asgi_msgspec.create_app(workers=1)
+    assert built.tracer is None  # no OTLP endpoint configured: no tracer, no OTel on the path
+    assert built.handler.predictor.num_class == 3
+    assert isinstance(Path(MODELS["multiclass"]), Path)
