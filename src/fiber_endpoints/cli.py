@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from fiber_endpoints import model, stacks
+from fiber_endpoints.trace import command as trace_command
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -68,8 +69,17 @@ def _bench(args: argparse.Namespace) -> int:
         warmup_calls=args.warmup,
         pin=not args.no_pin,
     )
+    if args.tracing_cost:
+        from fiber_endpoints.trace import cost
+
+        config.phases.append(("tracing_cost", cost.phase))
     path, doc = runner.run(config)
     runner.print_summary(doc)
+    if "tracing_cost" in doc:
+        from fiber_endpoints.trace import cost
+
+        print("\ntracing cost (same stack, tracing off vs on, interleaved):")
+        print(cost.markdown(doc["tracing_cost"]))
     failed = [n for n, s in doc["stacks"].items() if not s["parity"]["ok"]]
     print(f"\nraw results: {path}")
     if failed:
@@ -133,7 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=200, help="untimed calls per stack first")
     p.add_argument("--no-pin", action="store_true", help="do not place client/servers on CPUs")
     p.add_argument("--out", type=Path, default=None, help="results folder (default: results/)")
+    p.add_argument(
+        "--tracing-cost",
+        action="store_true",
+        help="also time each stack with tracing on (a real Jaeger) against tracing off",
+    )
     p.set_defaults(func=_bench)
+
+    trace_command.add_parser(sub)
     return parser
 
 
