@@ -1,0 +1,257 @@
+"""The commands the Dockerfiles run, run natively: no Docker engine is needed (none is here).
+
+Each build stage's COPY/WORKDIR/ENV/RUN (exec form) is replayed in a temporary root with the
+files git tracks; each stack's ENTRYPOINT is started as written (container paths mapped to the
+files they are copied from, the port moved to a free one), its HEALTHCHECK is run against it
+and must pass, then SIGTERM must stop it promptly, after which the HEALTHCHECK must fail.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from fiber_endpoints import stacks
+from fiber_endpoints.bench.servers import free_port
+from fiber_endpoints.stacks import fiber_go
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKER = ROOT / "docker"
+GO = shutil.which("go")
+STOP_GRACE_SECONDS = 15  # compose.yaml stop_grace_period
+HEALTHY_WITHIN_SECONDS = 60
+
+
+def load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"docker_{name}", DOCKER / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+dockerfiles = load("dockerfiles")
+
+
+def tracked(path: str) -> list[str]:
+    out = subprocess.run(["git", "ls-files", "--", path], cwd=ROOT, check=True,
+                         capture_output=True, text=True).stdout  # fmt: skip
+    return out.split()
+
+
+def is_static_elf(path: Path) -> bool:
+    """An ELF executable with no PT_INTERP program header (no dynamic loader needed)."""
+    data = path.read_bytes()
+    assert data[:4] == b"\x7fELF" and data[4] == 2, f"{path} is not a 64-bit ELF"
+    phoff, = struct.unpack_from("<Q", data, 0x20)  # fmt: skip
+    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+    types = [struct.unpack_from("<I", data, phoff + i * phentsize)[0] for i in range(phnum)]
+    return 3 not in types  # PT_INTERP
+
+
+def copy(ins: Any, workdir: Path, root: Path) -> None:
+    """``COPY src... dest`` from the build context (git-tracked files) under ``root``."""
+    assert "from" not in ins.flags
+    *sources, dest = ins.args.split()
+    target = root / dest.lstrip("/") if dest.startswith("/") else workdir / dest
+    for source in sources:
+        files = tracked(source)
+        assert files, f"{source} is not tracked"
+        if files == [source]:  # a file: into a directory, or to a file name
+            into_dir = dest.endswith("/") or len(sources) > 1
+            out = target / Path(source).name if into_dir else target
+            out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / source, out)
+            continue
+        for f in files:  # a directory: its contents
+            out = target / Path(f).relative_to(source.rstrip("/"))
+            out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / f, out)
+
+
+def replay_build_stage(dockerfile: Path, stage: str, root: Path, run: bool = True) -> Path:
+    """COPY, WORKDIR and exec-form RUN (if ``run``) of ``stage``, with ``root`` standing for
+    ``/``; returns the last WORKDIR."""
+    stages = dockerfiles.read(dockerfile)
+    env = {
+        **os.environ,
+        **{k: v for k, v in dockerfiles.env(stages, stage).items() if "$" not in v},
+    }
+    workdir = root
+    for ins in dockerfiles.by_name(stages)[stage].instructions:
+        if ins.keyword == "WORKDIR":
+            workdir = root / ins.args.lstrip("/")
+            workdir.mkdir(parents=True, exist_ok=True)
+        elif ins.keyword == "COPY":
+            copy(ins, workdir, root)
+        elif ins.keyword == "RUN" and run:
+            argv = ins.exec_form
+            assert argv, f"line {ins.line}: only exec-form RUN is replayed"
+            argv = [str(root / a.lstrip("/")) if a.startswith("/") else a for a in argv]
+            subprocess.run(argv, cwd=workdir, env=env, check=True, timeout=540)
+    return workdir
+
+
+@dataclass
+class Native:
+    """A stack's container commands, mapped to files on this machine."""
+
+    argv: list[str]
+    health: list[str]
+    env: dict[str, str]
+
+
+def native_commands(name: str, built: dict[Path, Path]) -> Native:
+    """ENTRYPOINT and HEALTHCHECK of stage ``name`` with container paths mapped via ``built``
+    (container path -> native path) and the stack's port replaced by a free one."""
+    stack = stacks.STACKS[name]
+    stages = dockerfiles.read(DOCKER / f"{stack.language}.Dockerfile")
+    entrypoint = dockerfiles.effective(stages, name, "ENTRYPOINT").exec_form
+    health = dockerfiles.healthcheck_command(dockerfiles.effective(stages, name, "HEALTHCHECK"))
+    mapping = dict(built)
+    for st in dockerfiles.chain(stages, name):  # files COPYed from the build context
+        for ins in st.all("COPY"):
+            if "from" not in ins.flags:
+                *sources, dest = ins.args.split()
+                if len(sources) == 1 and (ROOT / sources[0]).is_file():
+                    mapping[Path(dest)] = ROOT / sources[0]
+
+    def native(arg: str) -> str:
+        for container, here in mapping.items():
+            if arg == str(container) or arg.startswith(f"{container}/"):
+                return str(here) + arg[len(str(container)) :]
+        return arg
+
+    port = str(free_port())
+    old = str(stack.default_port)
+    argv = [port if a == old else native(a) for a in entrypoint]
+    health = [native(a).replace(f"127.0.0.1:{old}/", f"127.0.0.1:{port}/") for a in health]
+    env = {}
+    for key, value in dockerfiles.env(stages, name).items():
+        parts = [native(p) for p in value.split(":")]
+        env[key] = ":".join(os.environ.get("PATH", "") if p == "$PATH" else p for p in parts)
+    return Native(argv, health, env)
+
+
+def run_health(cmd: Native) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd.health, env={**os.environ, **cmd.env}, capture_output=True,
+                          text=True, timeout=10)  # fmt: skip
+
+
+def serve_check_stop(cmd: Native, tmp: Path) -> None:
+    """Start, HEALTHCHECK until it passes, SIGTERM, prompt exit, HEALTHCHECK fails."""
+    log = (tmp / "server.log").open("wb")
+    proc = subprocess.Popen(cmd.argv, env={**os.environ, **cmd.env}, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + HEALTHY_WITHIN_SECONDS
+        result: Any = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            result = run_health(cmd)
+            if result.returncode == 0:
+                break
+            time.sleep(0.2)
+        logs = (tmp / "server.log").read_text(errors="replace")
+        assert proc.poll() is None, f"{cmd.argv} exited {proc.returncode}:\n{logs}"
+        assert result is not None and result.returncode == 0, f"never healthy: {result}\n{logs}"
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=STOP_GRACE_SECONDS)
+        # uvicorn re-raises the SIGTERM it handled; as PID 1 in a container that is ignored.
+        assert code in (0, -signal.SIGTERM), f"exit code {code} after SIGTERM"
+        assert run_health(cmd).returncode != 0, "HEALTHCHECK passes with the server stopped"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+# ---- Python stacks ----
+
+
+PYTHON_STACKS = sorted(n for n, s in stacks.STACKS.items() if s.language == "python")
+
+
+def test_python_package_builds_from_the_copied_files(tmp_path: Path) -> None:
+    """What the build stage COPYs (tracked files only) is enough to build the package, and pip
+    resolves the install with docker/constraints.txt (metadata only: nothing is installed)."""
+    stages = dockerfiles.read(DOCKER / "python.Dockerfile")
+    build = dockerfiles.by_name(stages)["build"]
+    workdir = replay_build_stage(DOCKER / "python.Dockerfile", "build", tmp_path / "root", False)
+    install = [r.exec_form for r in build.all("RUN") if r.exec_form and r.exec_form[0] == "pip"]
+    assert len(install) == 1, "one `pip install` in the build stage"
+    pip = [sys.executable, "-m", *install[0]]
+    wheel = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
+    subprocess.run([*wheel, "-w", str(tmp_path / "wheels"), "."], cwd=workdir, check=True)
+    dry = subprocess.run([*pip[:4], "--dry-run", "--ignore-installed", "-q", *pip[4:]],
+                         cwd=workdir, capture_output=True, text=True, timeout=300)  # fmt: skip
+    if dry.returncode != 0 and "NewConnectionError" in dry.stderr + dry.stdout:
+        pytest.skip("no package index reachable for the dry-run resolve")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+
+
+@pytest.mark.parametrize("name", PYTHON_STACKS)
+def test_python_entrypoint_serves_and_stops(name: str, tmp_path: Path) -> None:
+    """The image's venv is this package installed with the pinned deps: map it to this venv."""
+    venv_bin = Path(sys.executable).parent
+    cmd = native_commands(name, {Path("/opt/venv"): Path(sys.prefix)})
+    assert cmd.argv[0] == "fiber-endpoints"
+    cmd.argv[0] = str(venv_bin / "fiber-endpoints")
+    assert cmd.env["PATH"].startswith(f"{sys.prefix}/bin:")
+    serve_check_stop(cmd, tmp_path)
+
+
+# ---- the Go stack ----
+
+
+@pytest.fixture(scope="module")
+def go_build(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    if GO is None:
+        pytest.skip("no Go toolchain")
+    if not tracked("fiber/main.go"):
+        pytest.skip("the Go stack has no main package yet")
+    root = tmp_path_factory.mktemp("go-root")
+    replay_build_stage(DOCKER / "go.Dockerfile", "build", root)
+    yield root
+
+
+def test_go_build_stage_makes_static_binaries(go_build: Path) -> None:
+    """CGO_ENABLED=0 + BUILD_COMMAND give binaries that run on distroless/static."""
+    out = fiber_go.BUILD_COMMAND[fiber_go.BUILD_COMMAND.index("-o") + 1]
+    for binary in [go_build / "src" / "fiber" / out, go_build / "out" / "healthcheck"]:
+        assert binary.exists(), binary
+        assert is_static_elf(binary), f"{binary} needs a dynamic loader"
+
+
+def test_go_entrypoint_serves_and_stops(go_build: Path, tmp_path: Path) -> None:
+    stages = dockerfiles.read(DOCKER / "go.Dockerfile")
+    built = {}
+    for ins in dockerfiles.by_name(stages)["fiber"].all("COPY"):
+        if ins.flags.get("from") == "build":
+            source, dest = ins.args.split()
+            built[Path(dest)] = go_build / source.lstrip("/")
+    serve_check_stop(native_commands("fiber", built), tmp_path)
+
+
+def test_healthcheck_program_tests() -> None:
+    if GO is None:
+        pytest.skip("no Go toolchain")
+    for args in (["vet", "./..."], ["test", "-count=1", "./..."]):
+        subprocess.run([GO, *args], cwd=DOCKER / "healthcheck", check=True, timeout=300,
+                       env={**os.environ, "CGO_ENABLED": "0"})  # fmt: skip
