@@ -271,11 +271,17 @@ def config_from_args(args: argparse.Namespace) -> LoadConfig:
     client, server = default_placement()
     overrides: dict[str, Any] = {"client_cpus": client, "server_cpus": server}
     mapping = {
-        "load_modes": "modes", "connections": "connections", "duration": "duration_s",
-        "warmup": "warmup_s", "rate": "rates", "slo_ms": "slo_ms",
-        "batch_sizes": "batch_sizes", "rounds": "rounds", "client_cpus": "client_cpus",
+        "load_modes": "modes",
+        "connections": "connections",
+        "duration": "duration_s",
+        "warmup": "warmup_s",
+        "rate": "rates",
+        "slo_ms": "slo_ms",
+        "batch_sizes": "batch_sizes",
+        "rounds": "rounds",
+        "client_cpus": "client_cpus",
         "server_cpus": "server_cpus",
-    }  # fmt: skip
+    }
     for arg, attr in mapping.items():
         value = getattr(args, arg, None)
         if value is not None:
@@ -304,14 +310,19 @@ class Target:
     pid: int | None
 
 
-def closed_step(target: Target, path: str, bodies: Sequence[bytes], connections: int,
-                config: LoadConfig, duration_s: float | None = None,
-                warmup_s: float | None = None) -> dict[str, Any]:  # fmt: skip
+def closed_step(
+    target: Target,
+    path: str,
+    bodies: Sequence[bytes],
+    connections: int,
+    config: LoadConfig,
+    duration_s: float | None = None,
+    warmup_s: float | None = None,
+) -> dict[str, Any]:
     """One wrk run (after a discarded warm-up), with the server's cost over the measured part."""
     duration = config.duration_s if duration_s is None else duration_s
     warmup = config.warmup_s if warmup_s is None else warmup_s
-    common = {"connections": connections, "cpus": config.client_cpus,
-              "timeout_s": config.timeout_s}  # fmt: skip
+    common = {"connections": connections, "cpus": config.client_cpus, "timeout_s": config.timeout_s}
     if warmup > 0:
         wrk.run(target.url, path, bodies, duration_s=warmup, **common)  # type: ignore[arg-type]
     with _monitor(target.pid) as mon:
@@ -322,12 +333,20 @@ def closed_step(target: Target, path: str, bodies: Sequence[bytes], connections:
     return step
 
 
-def open_step(target: Target, path: str, bodies: Sequence[bytes], rate: float,
-              config: LoadConfig) -> dict[str, Any]:  # fmt: skip
+def open_step(
+    target: Target, path: str, bodies: Sequence[bytes], rate: float, config: LoadConfig
+) -> dict[str, Any]:
     with _monitor(target.pid) as mon:
-        result = vegeta.run(target.url, path, bodies, rate=rate,
-                            duration_s=config.open_duration_s, warmup_s=config.open_warmup_s,
-                            cpus=config.client_cpus, timeout_s=config.timeout_s)  # fmt: skip
+        result = vegeta.run(
+            target.url,
+            path,
+            bodies,
+            rate=rate,
+            duration_s=config.open_duration_s,
+            warmup_s=config.open_warmup_s,
+            cpus=config.client_cpus,
+            timeout_s=config.timeout_s,
+        )
     step = result.to_json()
     if mon is not None:
         step["server"] = mon.stop().to_json(result.total)
@@ -351,6 +370,7 @@ def meets_slo(step: dict[str, Any], slo_ms: float) -> bool:
         and step["errors"] == 0
         and step["non2xx"] == 0
         and step["achieved_rps"] >= 0.95 * step["rate"]
+        and step.get("unsent", 0) <= 0.01 * step.get("scheduled", 0)
     )
 
 
@@ -369,9 +389,13 @@ def plan_rates(config: LoadConfig, closed: Sequence[dict[str, Any]]) -> list[flo
     return [float(max(1, round(f * peak))) for f in config.rate_fractions]
 
 
-def measure(target: Target, config: LoadConfig, bodies: Sequence[bytes],
-            batches: dict[int, list[bytes]], tick: Callable[[str, float], None],
-            ) -> dict[str, Any]:  # fmt: skip
+def measure(
+    target: Target,
+    config: LoadConfig,
+    bodies: Sequence[bytes],
+    batches: dict[int, list[bytes]],
+    tick: Callable[[str, float], None],
+) -> dict[str, Any]:
     """Every mode of ``config`` against one running target."""
     out: dict[str, Any] = {"closed": [], "open": [], "batch": []}
     if "closed" in config.modes:
@@ -383,21 +407,37 @@ def measure(target: Target, config: LoadConfig, bodies: Sequence[bytes],
         closed = out["closed"]
         if not closed and not config.rates:
             # No closed sweep to derive rates from: one short probe at 16 connections.
-            closed = [closed_step(target, contract.INFERENCE_PATH, bodies, 16, config,
-                                  duration_s=1.0, warmup_s=0.3)]  # fmt: skip
+            closed = [
+                closed_step(
+                    target,
+                    contract.INFERENCE_PATH,
+                    bodies,
+                    16,
+                    config,
+                    duration_s=1.0,
+                    warmup_s=0.3,
+                )
+            ]
         for rate in plan_rates(config, closed):
             tick(f"open {rate:g}/s", 0)
             out["open"].append(open_step(target, contract.INFERENCE_PATH, bodies, rate, config))
             tick(f"open {rate:g}/s", config.open_duration_s + config.open_warmup_s)
-        out["slo"] = {"slo_ms": config.slo_ms,
-                      "max_rate": max_rate_under_slo(out["open"], config.slo_ms)}  # fmt: skip
+        out["slo"] = {
+            "slo_ms": config.slo_ms,
+            "max_rate": max_rate_under_slo(out["open"], config.slo_ms),
+        }
     if "batch" in config.modes:
         for size in config.batch_sizes:
             tick(f"batch {size} rows", 0)
-            step = closed_step(target, contract.BATCH_PATH, batches[size],
-                               config.batch_connections, config,
-                               duration_s=config.batch_duration_s,
-                               warmup_s=config.batch_warmup_s)  # fmt: skip
+            step = closed_step(
+                target,
+                contract.BATCH_PATH,
+                batches[size],
+                config.batch_connections,
+                config,
+                duration_s=config.batch_duration_s,
+                warmup_s=config.batch_warmup_s,
+            )
             step["rows"] = size
             step["rows_per_s"] = round(step["rps"] * size, 2)
             out["batch"].append(step)
@@ -426,8 +466,10 @@ def measure_ceiling(config: LoadConfig, bodies: Sequence[bytes]) -> dict[str, An
     try:
         _wait_port(port)
         quick = LoadConfig(**{**asdict(config), "duration_s": 1.5, "warmup_s": 0.3})
-        closed = [closed_step(target, contract.INFERENCE_PATH, bodies, c, quick)
-                  for c in sorted({16, max(config.connections)})]  # fmt: skip
+        closed = [
+            closed_step(target, contract.INFERENCE_PATH, bodies, c, quick)
+            for c in sorted({16, max(config.connections)})
+        ]
         peak = max(s["rps"] for s in closed)
         # Ask vegeta for more than wrk reached: what it achieves is its own ceiling.
         open_cfg = LoadConfig(**{**asdict(config), "open_duration_s": 1.5, "open_warmup_s": 0.3})
@@ -487,9 +529,13 @@ def run(
     config: LoadConfig,
     progress: Progress | None = None,
     log_dir: Path | None = None,
+    targets: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The load phase: ceiling, then ``rounds`` × every stack (started fresh, pinned), each
-    through every mode. Returns the ``"load"`` results (see the module docstring)."""
+    through every mode. Returns the ``"load"`` results (see the module docstring).
+
+    ``targets`` (name -> URL) are endpoints already running elsewhere: loaded the same way, but
+    not restarted between rounds and without server CPU/RSS (no process of ours to read)."""
     from fiber_endpoints.model import seed_rows
 
     rows = seed_rows()
@@ -516,20 +562,35 @@ def run(
         clock.tick("trivial server", 0)
         result["ceiling"] = measure_ceiling(config, bodies)
         clock.tick("trivial server", 5.0)
-    names = list(stack_names)
+    targets = targets or {}
+    names = list(stack_names) + [n for n in targets if n not in stack_names]
     for r in range(config.rounds):
         order = names[r % len(names) :] + names[: r % len(names)] if names else []
         for position, name in enumerate(order):
             clock.prefix = f"round {r + 1}/{config.rounds} {name}: "
             clock.tick("starting", 0)
-            run_record: dict[str, Any] = {"round": r, "position": position, "stack": name,
-                                          "error": None}  # fmt: skip
+            run_record: dict[str, Any] = {
+                "round": r,
+                "position": position,
+                "stack": name,
+                "error": None,
+            }
             started = time.monotonic()
             # The machine may be shared: how busy it was is part of the record.
             run_record["loadavg_before"] = list(os.getloadavg())
             try:
-                with servers.running(name, model, cpus=list(config.server_cpus),
-                                     log_dir=log_dir) as server:  # fmt: skip
+                if name in targets:
+                    external = servers.Server(name, targets[name].rstrip("/"))
+                    run_record["health"] = servers.wait_healthy(external, timeout=30)
+                    run_record["external"] = True
+                    target = Target(name, external.url, None)
+                    run_record.update(measure(target, config, bodies, batches, clock.tick))
+                    run_record["wall_s"] = round(time.monotonic() - started, 2)
+                    result["runs"].append(run_record)
+                    continue
+                with servers.running(
+                    name, model, cpus=list(config.server_cpus), log_dir=log_dir
+                ) as server:
                     clock.tick("started", config.startup_estimate_s)
                     run_record["health"] = server.health
                     target = Target(name, server.url, server.pid)
@@ -552,13 +613,40 @@ def summary_table(load: dict[str, Any]) -> list[dict[str, Any]]:
         peaks = [max((s["rps"] for s in r.get("closed", [])), default=float("nan")) for r in runs]
         slo = [r.get("slo", {}).get("max_rate") for r in runs]
         slo_ok = [s for s in slo if s is not None]
-        table.append({
-            "stack": name,
-            "rounds": len(runs),
-            "peak_rps": float(np.median(peaks)) if peaks else None,
-            "max_rate_under_slo": float(np.median(slo_ok)) if slo_ok else None,
-        })  # fmt: skip
+        table.append(
+            {
+                "stack": name,
+                "rounds": len(runs),
+                "peak_rps": float(np.median(peaks)) if peaks else None,
+                "max_rate_under_slo": float(np.median(slo_ok)) if slo_ok else None,
+            }
+        )
     return table
+
+
+def phase(args: argparse.Namespace) -> Callable[[dict[str, Any], dict[str, Any], Any], Any]:
+    """The load phase for ``bench/runner.py``: ``config.phases.append(("load", phase(args)))``.
+
+    Only parity-checked stacks are loaded. Each is started afresh per round (the runner's own
+    instance stays idle meanwhile); ``--target`` endpoints are loaded where they are. Placement
+    comes from the results document, so it is the run's placement."""
+    config = config_from_args(args)
+
+    def run_phase(healthy: dict[str, Any], doc: dict[str, Any], bench: Any) -> dict[str, Any]:
+        placement = doc.get("placement", {})
+        cfg = LoadConfig(
+            **{
+                **asdict(config),
+                "client_cpus": tuple(placement.get("client_cpus", config.client_cpus))[:1],
+                "server_cpus": tuple(placement.get("server_cpus", config.server_cpus)),
+            }
+        )
+        ours = [n for n, s in healthy.items() if getattr(s, "process", None) is not None]
+        external = {n: s.url for n, s in healthy.items() if getattr(s, "process", None) is None}
+        with progress_bar(cfg, len(healthy)) as report:
+            return run(ours, Path(bench.model_path), cfg, report, targets=external)
+
+    return run_phase
 
 
 @contextlib.contextmanager
@@ -568,8 +656,13 @@ def progress_bar(config: LoadConfig, n_stacks: int, enabled: bool = True) -> Ite
     from rich.progress import Progress as RichProgress
 
     total = config.estimate_s(n_stacks)
-    columns = (TextColumn("[bold]load[/bold] {task.description}"), BarColumn(),
-               TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn())  # fmt: skip
+    columns = (
+        TextColumn("[bold]load[/bold] {task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        TextColumn("left"),
+        TimeRemainingColumn(),
+    )
     with RichProgress(*columns, disable=not enabled, transient=False) as bar:
         task = bar.add_task("", total=total)
 

@@ -36,11 +36,16 @@ def targets(url: str, path: str, bodies: Sequence[bytes]) -> str:
     """vegeta's JSON targets, one line per pre-encoded body (sent in turn)."""
     lines = []
     for b in bodies:
-        lines.append(json.dumps({
-            "method": "POST", "url": url.rstrip("/") + path,
-            "body": base64.b64encode(b).decode("ascii"),
-            "header": {"Content-Type": ["application/json"]},
-        }))  # fmt: skip
+        lines.append(
+            json.dumps(
+                {
+                    "method": "POST",
+                    "url": url.rstrip("/") + path,
+                    "body": base64.b64encode(b).decode("ascii"),
+                    "header": {"Content-Type": ["application/json"]},
+                }
+            )
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -48,9 +53,11 @@ def targets(url: str, path: str, bodies: Sequence[bytes]) -> str:
 class OpenResult:
     rate: float
     duration_s: float  # measured window (after warm-up)
-    sent: int  # requests scheduled in the measured window
+    scheduled: int  # rate x duration: requests due in the measured window
+    sent: int  # of those, requests vegeta sent (the rest it never got to: flagged, not timed)
     total: int  # all requests of the attack, warm-up included (what the server's CPU served)
     ok: int
+    completed_in_window: int  # 2xx answers that arrived inside the measured window
     errors: int
     non2xx: int
     histogram: Any  # from intended send time, µs
@@ -60,12 +67,15 @@ class OpenResult:
 
     @property
     def achieved_rps(self) -> float:
-        return self.ok / self.duration_s if self.duration_s else 0.0
+        """2xx answers per second that arrived in the window (falls short when either side lags)."""
+        return self.completed_in_window / self.duration_s if self.duration_s else 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {
             "rate": self.rate,
             "duration_s": round(self.duration_s, 4),
+            "scheduled": self.scheduled,
+            "unsent": max(0, self.scheduled - self.sent),
             "requests": self.sent,
             "requests_total": self.total,
             "ok": self.ok,
@@ -81,8 +91,9 @@ class OpenResult:
         }
 
 
-def parse_csv(text: str, rate: float, warmup_s: float, client_cpu_s: float,
-              duration_s: float) -> OpenResult:  # fmt: skip
+def parse_csv(
+    text: str, rate: float, warmup_s: float, client_cpu_s: float, duration_s: float
+) -> OpenResult:
     """vegeta ``encode --to csv`` rows: timestamp ns, code, latency ns, bytes out, bytes in,
     error, body, attack, seq, method, url, headers."""
     ts: list[int] = []
@@ -112,16 +123,22 @@ def parse_csv(text: str, rate: float, warmup_s: float, client_cpu_s: float,
     intended = start + s * period_ns
     send_lag = t - intended
     corrected_us = (send_lag + latency) / 1e3
-    keep = intended >= start + warmup_s * 1e9
+    window_start = start + warmup_s * 1e9
+    window_end = window_start + duration_s * 1e9
+    keep = (intended >= window_start) & (intended < window_end)
+    done = t + latency
     failed = errors | (codes == 0)
     non2xx = (~failed) & ((codes < 200) | (codes >= 300))
     ok = keep & ~failed & ~non2xx
+    arrived = ~failed & ~non2xx & (done >= window_start) & (done < window_end)
     return OpenResult(
         rate=rate,
         duration_s=duration_s,
+        scheduled=round(rate * duration_s),
         sent=int(keep.sum()),
         total=int(t.size),
         ok=int(ok.sum()),
+        completed_in_window=int(arrived.sum()),
         errors=int((keep & failed).sum()),
         non2xx=int((keep & non2xx).sum()),
         # Failed requests count too: a timeout is a latency a user felt.
@@ -161,17 +178,31 @@ def run(
         tfile = Path(tmp) / "targets.json"
         tfile.write_text(targets(url, path, bodies))
         out = Path(tmp) / "results.bin"
-        cmd = [vegeta, "attack", "-format=json", f"-targets={tfile}",
-               f"-rate={rate:g}/1s", f"-duration={total:g}s", f"-timeout={timeout_s:g}s",
-               "-workers=8", f"-max-workers={max_workers}", f"-output={out}"]  # fmt: skip
+        cmd = [
+            vegeta,
+            "attack",
+            "-format=json",
+            f"-targets={tfile}",
+            f"-rate={rate:g}/1s",
+            f"-duration={total:g}s",
+            f"-timeout={timeout_s:g}s",
+            "-workers=8",
+            f"-max-workers={max_workers}",
+            f"-output={out}",
+        ]
         before = os.times()
-        proc = subprocess.run(cmd, capture_output=True, preexec_fn=place,
-                              timeout=total + timeout_s + 60, check=False)  # fmt: skip
+        proc = subprocess.run(
+            cmd, capture_output=True, preexec_fn=place, timeout=total + timeout_s + 60, check=False
+        )
         after = os.times()
         if proc.returncode != 0:
             raise RuntimeError(f"vegeta failed: {proc.stderr.decode(errors='replace')}")
-        encoded = subprocess.run([vegeta, "encode", "--to", "csv", str(out)],
-                                 capture_output=True, check=True, timeout=120)  # fmt: skip
+        encoded = subprocess.run(
+            [vegeta, "encode", "--to", "csv", str(out)],
+            capture_output=True,
+            check=True,
+            timeout=120,
+        )
         if keep_raw is not None:
             keep_raw.parent.mkdir(parents=True, exist_ok=True)
             keep_raw.write_bytes(out.read_bytes())

@@ -134,8 +134,9 @@ def parse_result(text: str, connections: int, client_cpu_s: float) -> WrkResult:
     )
 
 
-def _run(cmd: list[str], env: dict[str, str], cpus: Sequence[int] | None,
-         seconds: float, timeout: float) -> str:  # fmt: skip
+def _run(
+    cmd: list[str], env: dict[str, str], cpus: Sequence[int] | None, seconds: float, timeout: float
+) -> str:
     """Run wrk for ``seconds`` (wrk takes whole seconds only: it is given more, then stopped by
     SIGINT, on which it prints its results and runs ``done()`` as at the end of ``-d``)."""
     pin = set(cpus) if cpus else None
@@ -145,8 +146,14 @@ def _run(cmd: list[str], env: dict[str, str], cpus: Sequence[int] | None,
             os.sched_setaffinity(0, pin)
 
     full = [*cmd[:3], f"-d{math.ceil(seconds) + 2}s", *cmd[3:]]
-    proc = subprocess.Popen(full, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, preexec_fn=place)  # fmt: skip
+    proc = subprocess.Popen(
+        full,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=place,
+    )
     try:
         try:
             out, _ = proc.communicate(timeout=seconds)
@@ -184,8 +191,15 @@ def run(
         env = {**os.environ, "WRK_RESULT": str(result_file)}
         threads = max(1, min(threads, connections))
 
-        cmd = [wrk, f"-t{threads}", f"-c{connections}", f"--timeout={timeout_s:g}s",
-               "-s", str(script), url]  # fmt: skip
+        cmd = [
+            wrk,
+            f"-t{threads}",
+            f"-c{connections}",
+            f"--timeout={timeout_s:g}s",
+            "-s",
+            str(script),
+            url,
+        ]
         if warmup_s > 0:
             _run(cmd, env, cpus, warmup_s, timeout_s + 30)
         before = os.times()  # wrk's own CPU: our reaped children's times over the run

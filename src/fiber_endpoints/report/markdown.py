@@ -1,0 +1,356 @@
+"""The Markdown report: tables from :mod:`analysis`, plots from :mod:`plots`, from raw results."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from fiber_endpoints.report import analysis, plots
+
+
+def _n(v: float | None, fmt: str = ",.0f", unit: str = "") -> str:
+    return "—" if v is None else f"{v:{fmt}}{unit}"
+
+
+def _us(v: float | None) -> str:
+    """Microseconds shown in ms with 3 significant-ish decimals."""
+    return "—" if v is None else f"{v / 1000.0:,.3g}"
+
+
+def _ratio(r: dict[str, Any] | None) -> str:
+    if not r:
+        return "—"
+    if "low" in r:
+        return f"{r['ratio']:.2f} [{r['low']:.2f}, {r['high']:.2f}]"
+    return f"{r['ratio']:.2f} (n={r['n']}, no CI)"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return [*out, ""]
+
+
+def _flags(step: analysis.StepSummary, ceiling: float | None, open_loop: bool) -> str:
+    flags = []
+    if not open_loop and step.stalled:
+        flags.append(f"STALL: max {_us(step.latency['max'])} ms ≫ p99 (closed loop hides it)")
+    if ceiling and step.rps and step.rps >= analysis.NEAR_CEILING * ceiling:
+        flags.append("near generator ceiling")
+    if step.client_cpu_util is not None and step.client_cpu_util > 0.9:
+        flags.append("generator CPU-bound")
+    lag = step.extra.get("max_send_lag_us")
+    if open_loop and lag is not None and lag > 10_000:
+        flags.append(f"generator behind schedule by up to {lag / 1000:.0f} ms (charged)")
+    unsent = step.extra.get("unsent")
+    if open_loop and unsent:
+        flags.append(f"{unsent:,.0f} requests never sent (generator lag)")
+    if step.errors or step.non2xx:
+        flags.append("errors")
+    return "; ".join(flags)
+
+
+def load_sections(load: dict[str, Any], plot_dir: Path, rel: str) -> list[str]:
+    lines: list[str] = []
+    closed_ceiling, open_ceiling = analysis.ceiling_rps(load)
+    gens = load.get("generators", {})
+    cfg = load.get("config", {})
+    slo_ms = cfg.get("slo_ms")
+    lines += ["## Under load", ""]
+    lines += [
+        f"- Generators: closed loop and batch **{gens.get('closed', '?')}** (1 thread); open "
+        f"loop **{gens.get('open', '?')}** (latency from each request's intended send time).",
+        f"- Generator ceiling (against a trivial C server placed like the stacks): "
+        f"**{_n(closed_ceiling)} req/s** closed loop, **{_n(open_ceiling)} req/s** open loop. "
+        "A stack near these numbers is measured up to the tool, not its own limit.",
+        f"- Placement: client CPUs {load.get('placement', {}).get('client_cpus')}, server CPUs "
+        f"{load.get('placement', {}).get('server_cpus')}; stacks one at a time, "
+        f"{cfg.get('rounds')} round(s), order rotated each round.",
+        f"- Steps: closed {cfg.get('duration_s')} s after {cfg.get('warmup_s')} s warm-up; "
+        f"open {cfg.get('open_duration_s')} s after {cfg.get('open_warmup_s')} s; "
+        f"SLO: p99 ≤ {slo_ms} ms with no errors.",
+        "",
+    ]
+    failed = analysis.failed_runs(load)
+    if failed:
+        lines += ["Runs that did not complete:", ""]
+        lines += [f"- round {r['round']} `{r['stack']}`: {r['error']}" for r in failed] + [""]
+
+    summary = analysis.summarise(load)
+    lines += ["### Throughput at SLO", ""]
+    rows = []
+    for s in summary:
+        rows.append(
+            [
+                f"`{s.name}`",
+                str(s.rounds),
+                _n(s.peak_rps),
+                _us(s.p99_at_peak_us),
+                _n(s.slo_rate),
+                _ratio(s.ratios.get("slo_rate")),
+                _ratio(s.ratios.get("peak_rps")),
+                _n(s.cpu_ms_per_req * 1000 if s.cpu_ms_per_req else None, ",.0f"),
+                _ratio(s.ratios.get("cpu_per_req")),
+                _n(s.peak_rss_mib),
+            ]
+        )
+    lines += _table(
+        [
+            "stack",
+            "rounds",
+            "closed-loop peak req/s",
+            "p99 at peak (ms)",
+            f"max rate with p99 ≤ {slo_ms} ms (req/s)",
+            "× control [95% CI]",
+            "peak × control",
+            "CPU µs/req at peak",
+            "CPU × control",
+            "peak RSS MiB",
+        ],
+        rows,
+    )
+    lines += [
+        "Medians over rounds. Ratios are median over median against the control stack "
+        f"(`{analysis.CONTROL}`), with a percentile bootstrap interval over rounds (shown with "
+        f"{analysis.MIN_ROUNDS_FOR_CI}+ rounds). The rate at SLO is the highest rate tried, so its "
+        "resolution is the spacing of the rate plan.",
+        "",
+    ]
+    lat_rows = [
+        [f"`{s.name}`", _ratio(s.ratios.get("p50_latency"))]
+        for s in summary
+        if s.ratios.get("p50_latency")
+    ]
+    if lat_rows:
+        lines += _table(
+            [
+                "stack",
+                "median latency × control, lowest connection count [95% CI, resampling requests]",
+            ],
+            lat_rows,
+        )
+
+    for name, fname in [
+        ("Latency CDF", "latency_cdf.png"),
+        ("Throughput vs p99", "throughput_p99.png"),
+    ]:
+        if (plot_dir / fname).exists():
+            lines += [f"![{name}]({rel}/{fname})", ""]
+
+    by = analysis.runs_by_stack(load)
+    lines += ["### Closed loop (wrk)", ""]
+    rows = []
+    for name, runs in by.items():
+        for st in analysis.closed_steps(runs):
+            lat = st.latency
+            rows.append(
+                [
+                    f"`{name}`",
+                    f"{st.key:g}",
+                    _n(st.rps),
+                    _us(lat.get("p50")),
+                    _us(lat.get("p90")),
+                    _us(lat.get("p99")),
+                    _us(lat.get("p99.9")),
+                    _us(lat.get("max")),
+                    f"{st.errors}/{st.non2xx}",
+                    _n(st.cpu_ms_per_req * 1000 if st.cpu_ms_per_req else None),
+                    _n(st.peak_rss_mib),
+                    _flags(st, closed_ceiling, False),
+                ]
+            )
+    lines += _table(
+        [
+            "stack",
+            "conns",
+            "req/s",
+            "p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "p99.9 ms",
+            "max ms",
+            "errors/non-2xx",
+            "CPU µs/req",
+            "RSS MiB",
+            "flags",
+        ],
+        rows,
+    )
+
+    lines += ["### Open loop, constant rate (vegeta; latency from intended send time)", ""]
+    rows = []
+    for name, runs in by.items():
+        for st in analysis.open_steps(runs):
+            lat = st.latency
+            ok = (
+                slo_ms is not None
+                and lat.get("count")
+                and lat["p99"] <= slo_ms * 1000
+                and not st.errors
+                and not st.non2xx
+                and (st.rps or 0) >= 0.95 * st.key
+            )
+            rows.append(
+                [
+                    f"`{name}`",
+                    _n(st.key),
+                    _n(st.rps),
+                    _us(lat.get("p50")),
+                    _us(lat.get("p99")),
+                    _us(lat.get("p99.9")),
+                    _us(lat.get("max")),
+                    _us(st.extra["service_latency"].get("p99")),
+                    f"{st.errors}/{st.non2xx}",
+                    _n(st.cpu_ms_per_req * 1000 if st.cpu_ms_per_req else None),
+                    "yes" if ok else "**no**",
+                    _flags(st, open_ceiling, True),
+                ]
+            )
+    lines += _table(
+        [
+            "stack",
+            "rate req/s",
+            "achieved",
+            "p50 ms",
+            "p99 ms",
+            "p99.9 ms",
+            "max ms",
+            "p99 from actual send (ms)",
+            "errors/non-2xx",
+            "CPU µs/req",
+            "within SLO",
+            "flags",
+        ],
+        rows,
+    )
+    if (plot_dir / "cpu_per_request.png").exists():
+        lines += ["![CPU per request](" + rel + "/cpu_per_request.png)", ""]
+
+    rows = []
+    for name, runs in by.items():
+        for st in analysis.batch_steps(runs):
+            lat = st.latency
+            rows.append(
+                [
+                    f"`{name}`",
+                    f"{st.key:g}",
+                    _n(st.rps, ",.1f"),
+                    _n(st.extra["rows_per_s"]),
+                    _us(lat.get("p50")),
+                    _us(lat.get("p99")),
+                    f"{st.errors}/{st.non2xx}",
+                    _n(st.cpu_ms_per_req * 1000 if st.cpu_ms_per_req else None),
+                ]
+            )
+    if rows:
+        lines += [
+            f"### Batch sweep (`/inference/batch`, {cfg.get('batch_connections')} connections)",
+            "",
+        ]
+        lines += _table(
+            [
+                "stack",
+                "rows",
+                "req/s",
+                "rows/s",
+                "p50 ms",
+                "p99 ms",
+                "errors/non-2xx",
+                "CPU µs/req",
+            ],
+            rows,
+        )
+        if (plot_dir / "batch_scaling.png").exists():
+            lines += ["![Batch scaling](" + rel + "/batch_scaling.png)", ""]
+    return lines
+
+
+def sequential_section(seq: dict[str, Any], plot_dir: Path, rel: str) -> list[str]:
+    rows_data = analysis.sequential_rows(seq)
+    if not rows_data:
+        return []
+    lines = [
+        "## Sequential protocol (the proof of concept's)",
+        "",
+        f"{seq.get('samples')} samples × {seq.get('calls')} calls, one at a time, "
+        f"client: {seq.get('client')}.",
+        "",
+    ]
+    rows = []
+    for r in rows_data:
+        rows.append(
+            [
+                f"`{r['stack']}`",
+                _n(r["total_s"], ".4f"),
+                _n(r["p50"], ",.0f"),
+                _n(r["p90"], ",.0f"),
+                _n(r["p99"], ",.0f"),
+                _n(r["p99.9"], ",.0f"),
+                _n(r.get("inference_ms"), ".3f"),
+                _n(r.get("app_ms"), ".3f"),
+                _n(r.get("mean_diff_pct"), "+.1f", " %"),
+                _ratio(r.get("ratio")),
+            ]
+        )
+    lines += _table(
+        [
+            "stack",
+            f"median s per {seq.get('calls')} calls",
+            "p50 µs",
+            "p90 µs",
+            "p99 µs",
+            "p99.9 µs",
+            "inference ms",
+            "app ms",
+            "mean diff. vs control",
+            "p50 × control [95% CI]",
+        ],
+        rows,
+    )
+    if (plot_dir / "sequential.png").exists():
+        lines += ["![Sequential](" + rel + "/sequential.png)", ""]
+    return lines
+
+
+def write(results: dict[str, Any], out_md: Path) -> list[Path]:
+    """Write ``out_md`` and its plots (in ``<out_md dir>/plots``); return every file written."""
+    plot_dir = out_md.parent / "plots"
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    load = results.get("load") or {}
+    seq = results.get("sequential") or {}
+    makers = [
+        (plots.latency_cdf, load, "latency_cdf.png"),
+        (plots.throughput_vs_p99, load, "throughput_p99.png"),
+        (plots.cpu_per_request, load, "cpu_per_request.png"),
+        (plots.batch_scaling, load, "batch_scaling.png"),
+        (plots.sequential, seq, "sequential.png"),
+    ]
+    for maker, data, fname in makers:
+        if data:
+            path = maker(data, plot_dir / fname)
+            if path is not None:
+                written.append(path)
+    machine = results.get("machine", {})
+    lines = [
+        "# Fiber Endpoints: benchmark report",
+        "",
+        f"- Run: {results.get('created', '?')}; command: `{' '.join(results.get('command', []))}`",
+        f"- Machine: {machine.get('cpu_model', machine.get('cpu', '?'))}, "
+        f"{machine.get('cores', machine.get('cpus', '?'))} cores",
+        f"- Placement: {results.get('placement', load.get('placement', {}))}",
+        "",
+    ]
+    parity = {n: s.get("parity", {}).get("ok") for n, s in results.get("stacks", {}).items()}
+    if parity:
+        lines += [
+            "Parity with LightGBM checked before timing: "
+            + ", ".join(f"`{n}` {'ok' if ok else 'FAILED'}" for n, ok in parity.items()),
+            "",
+        ]
+    lines += sequential_section(seq, plot_dir, "plots")
+    if load:
+        lines += load_sections(load, plot_dir, "plots")
+    out_md.write_text("\n".join(lines).rstrip() + "\n")
+    return [out_md, *written]

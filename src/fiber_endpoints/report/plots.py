@@ -1,0 +1,245 @@
+"""The report's PNGs (matplotlib, Agg). One colour per stack everywhere: :func:`colours`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.ticker import FuncFormatter
+
+from fiber_endpoints import stats
+from fiber_endpoints.report import analysis
+
+DPI = 110
+
+
+def colours(names: Sequence[str]) -> dict[str, str]:
+    """Stable colours: the control stack is always the first of matplotlib's tab10."""
+    from fiber_endpoints import stacks
+
+    palette = list(matplotlib.colormaps["tab10"].colors)  # type: ignore[attr-defined]
+    known = analysis.stack_order([*stacks.STACKS, *names])
+    return {n: matplotlib.colors.to_hex(palette[i % len(palette)]) for i, n in enumerate(known)}
+
+
+def _ms(ax: Axes, axis: str = "x") -> None:
+    fmt = FuncFormatter(lambda v, _: f"{v:g}")
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    target.set_major_formatter(fmt)
+    target.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def latency_cdf(load: dict[str, Any], out: Path, connections: int | None = None) -> Path | None:
+    """Closed loop at one connection count, and open loop at each stack's highest rate within
+    the SLO (or its lowest rate): fraction of requests at or below a latency (log x)."""
+    by = analysis.runs_by_stack(load)
+    if not by:
+        return None
+    col = colours(list(by))
+    all_c = sorted(
+        {s["connections"] for rs in by.values() for r in rs for s in r.get("closed", [])}
+    )
+    if connections is None and all_c:
+        connections = 16 if 16 in all_c else all_c[len(all_c) // 2]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
+    for name, runs in by.items():
+        h = stats.merge_histograms(
+            s["hdr"] for r in runs for s in r.get("closed", []) if s["connections"] == connections
+        )
+        if h.get_total_count():
+            x, y = stats.histogram_cdf(h)
+            axes[0].step(x / 1000.0, y, where="post", color=col[name], label=name)
+        opened = analysis.open_steps(runs)
+        if opened:
+            slo_ms = (runs[0].get("slo") or {}).get("slo_ms")
+            within = [s for s in opened if slo_ms and s.latency.get("p99", 1e18) <= slo_ms * 1e3]
+            step = within[-1] if within else opened[0]
+            idx = opened.index(step)
+            h2 = stats.merge_histograms(
+                r["open"][idx]["hdr"] for r in runs if len(r.get("open", [])) > idx
+            )
+            x, y = stats.histogram_cdf(h2)
+            axes[1].step(
+                x / 1000.0,
+                y,
+                where="post",
+                color=col[name],
+                label=f"{name} @ {step.key:,.0f} req/s",
+            )
+    axes[0].set_title(f"closed loop (wrk), {connections} connections")
+    axes[1].set_title("open loop (vegeta), from intended send time\nhighest rate within SLO")
+    for ax in axes:
+        ax.set_xscale("log")
+        _ms(ax)
+        ax.set_xlabel("latency (ms, log scale)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8)
+        for q in (0.5, 0.99):
+            ax.axhline(q, color="grey", lw=0.6, ls=":")
+    axes[0].set_ylabel("fraction of requests ≤ latency")
+    return _save(fig, out)
+
+
+def throughput_vs_p99(load: dict[str, Any], out: Path) -> Path | None:
+    by = analysis.runs_by_stack(load)
+    if not by:
+        return None
+    col = colours(list(by))
+    fig, ax = plt.subplots(figsize=(8, 5))
+    slo_ms = None
+    for name, runs in by.items():
+        closed = analysis.closed_steps(runs)
+        if closed:
+            xs = [s.rps or 0 for s in closed]
+            ys = [s.latency["p99"] / 1000.0 for s in closed]
+            ax.plot(xs, ys, "o-", color=col[name], label=f"{name} closed (connections)")
+            for s, x, y in zip(closed, xs, ys, strict=True):
+                ax.annotate(
+                    f"{s.key:g}",
+                    (x, y),
+                    textcoords="offset points",
+                    xytext=(4, 4),
+                    fontsize=7,
+                    color=col[name],
+                )
+        opened = analysis.open_steps(runs)
+        if opened:
+            ax.plot(
+                [s.rps or 0 for s in opened],
+                [s.latency["p99"] / 1000.0 for s in opened],
+                "s--",
+                color=col[name],
+                alpha=0.8,
+                label=f"{name} open (constant rate)",
+            )
+        slo_ms = slo_ms or (runs[0].get("slo") or {}).get("slo_ms")
+    if slo_ms:
+        ax.axhline(slo_ms, color="red", lw=1, ls=":", label=f"SLO p99 ≤ {slo_ms:g} ms")
+    closed_ceiling, _ = analysis.ceiling_rps(load)
+    if closed_ceiling:
+        ax.axvline(
+            closed_ceiling,
+            color="black",
+            lw=1,
+            ls="-.",
+            label=f"generator ceiling {closed_ceiling:,.0f} req/s",
+        )
+    ax.set_yscale("log")
+    ax.set_xscale("log")
+    _ms(ax, "y")
+    ax.set_xlabel("throughput (requests/s, log scale)")
+    ax.set_ylabel("p99 latency (ms, log scale)")
+    ax.set_title("throughput vs p99 (closed-loop labels: connections)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, out)
+
+
+def cpu_per_request(load: dict[str, Any], out: Path) -> Path | None:
+    by = analysis.runs_by_stack(load)
+    if not by:
+        return None
+    col = colours(list(by))
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    names, rss = [], []
+    for name, runs in by.items():
+        closed = analysis.closed_steps(runs)
+        pts = [(s.key, s.cpu_ms_per_req) for s in closed if s.cpu_ms_per_req is not None]
+        if pts:
+            ax.plot(
+                [p[0] for p in pts], [p[1] * 1000.0 for p in pts], "o-", color=col[name], label=name
+            )
+        names.append(name)
+        rss.append(max((s.peak_rss_mib or 0.0 for s in closed), default=0.0))
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    _ms(ax)
+    _ms(ax, "y")
+    ax.set_xlabel("closed-loop connections (log scale)")
+    ax.set_ylabel("server CPU per request (µs, log scale)")
+    ax.set_title("CPU per request (server process tree, /proc)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    ax2.bar(names, rss, color=[col[n] for n in names])
+    ax2.set_ylabel("peak RSS under load (MiB)")
+    ax2.set_title("peak resident memory (process tree)")
+    for i, v in enumerate(rss):
+        ax2.annotate(f"{v:,.0f}", (i, v), ha="center", va="bottom", fontsize=8)
+    return _save(fig, out)
+
+
+def batch_scaling(load: dict[str, Any], out: Path) -> Path | None:
+    by = analysis.runs_by_stack(load)
+    if not any(r.get("batch") for rs in by.values() for r in rs):
+        return None
+    col = colours(list(by))
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for name, runs in by.items():
+        steps = analysis.batch_steps(runs)
+        if not steps:
+            continue
+        xs = [s.key for s in steps]
+        ax.plot(xs, [s.extra["rows_per_s"] or 0 for s in steps], "o-", color=col[name], label=name)
+        ax2.plot(
+            xs,
+            [s.latency["p50"] / 1000.0 for s in steps],
+            "o-",
+            color=col[name],
+            label=f"{name} p50",
+        )
+        ax2.plot(
+            xs,
+            [s.latency["p99"] / 1000.0 for s in steps],
+            "x:",
+            color=col[name],
+            label=f"{name} p99",
+        )
+    for a in (ax, ax2):
+        a.set_xscale("log")
+        a.set_yscale("log")
+        a.set_xlabel("rows per request (log scale)")
+        a.grid(True, which="both", alpha=0.3)
+        a.legend(fontsize=8)
+        _ms(a)
+    _ms(ax2, "y")
+    ax.set_ylabel("rows predicted per second (log scale)")
+    ax.set_title("/inference/batch throughput")
+    ax2.set_ylabel("latency per request (ms, log scale)")
+    ax2.set_title("/inference/batch latency")
+    return _save(fig, out)
+
+
+def sequential(seq: dict[str, Any], out: Path) -> Path | None:
+    """Per-call latency distribution of the sequential protocol, one box per stack."""
+    raw = seq.get("stacks", {})
+    names = analysis.stack_order(raw)
+    data = [np.asarray([x for s in raw[n].get("latencies_s", []) for x in s]) * 1e3 for n in names]
+    if not any(d.size for d in data):
+        return None
+    col = colours(names)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    parts = ax.boxplot(data, whis=(1, 99), showfliers=False, patch_artist=True)
+    ax.set_xticks(range(1, len(names) + 1), names)
+    for patch, n in zip(parts["boxes"], names, strict=True):
+        patch.set_facecolor(col[n])
+        patch.set_alpha(0.6)
+    ax.set_yscale("log")
+    _ms(ax, "y")
+    ax.set_ylabel("latency per call (ms, log scale)")
+    ax.set_title(f"sequential protocol ({seq.get('client', '?')} client), whiskers p1-p99")
+    ax.grid(True, which="both", axis="y", alpha=0.3)
+    return _save(fig, out)
