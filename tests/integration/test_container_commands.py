@@ -9,6 +9,7 @@ and must pass, then SIGTERM must stop it promptly, after which the HEALTHCHECK m
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -255,3 +256,30 @@ def test_healthcheck_program_tests() -> None:
     for args in (["vet", "./..."], ["test", "-count=1", "./..."]):
         subprocess.run([GO, *args], cwd=DOCKER / "healthcheck", check=True, timeout=300,
                        env={**os.environ, "CGO_ENABLED": "0"})  # fmt: skip
+
+
+# ---- compose.yaml, read by the Compose Specification's own loader ----
+
+
+def test_compose_loads_as_docker_compose_reads_it() -> None:
+    """docker/composecheck runs compose-go, the loader behind `docker compose config`: schema,
+    interpolation (defaults only), merge keys. What it loads must match the registry."""
+    if GO is None:
+        pytest.skip("no Go toolchain")
+    out = subprocess.run([GO, "run", ".", str(ROOT / "compose.yaml")], cwd=DOCKER / "composecheck",
+                         capture_output=True, text=True, timeout=540)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    services = json.loads(out.stdout)["services"]
+    assert set(services) == {"jaeger", *stacks.STACKS}
+    limits = {(services[n]["cpus"], services[n]["mem_limit"]) for n in stacks.STACKS}
+    assert len(limits) == 1, limits
+    for name, stack in stacks.STACKS.items():
+        service = services[name]
+        assert service["build"]["target"] == name
+        assert service["build"]["dockerfile"] == f"docker/{stack.language}.Dockerfile"
+        [port] = service["ports"]
+        assert (port["target"], int(port["published"])) == (stack.default_port,) * 2
+        assert port["host_ip"] == "127.0.0.1"
+        assert service["depends_on"]["jaeger"]["condition"] == "service_healthy"
+        assert f"127.0.0.1:{stack.default_port}/health" in " ".join(service["healthcheck"]["test"])
+        assert service["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4318"
