@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -213,7 +213,7 @@ def _call(app: asgi_msgspec.App, method: str, path: str, body_chunks: list[bytes
           headers: list[tuple[bytes, bytes]] | None = None) -> tuple[int, dict[bytes, bytes],
                                                                      bytes]:  # fmt: skip
     chunks = list(body_chunks or [b""])
-    sent: list[dict[str, Any]] = []
+    sent: list[MutableMapping[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
         if chunks:
@@ -221,7 +221,7 @@ def _call(app: asgi_msgspec.App, method: str, path: str, body_chunks: list[bytes
             return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
         return {"type": "http.disconnect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
     scope = {"type": "http", "method": method, "path": path,
@@ -289,3 +289,33 @@ def test_model_path_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert built.tracer is None  # no OTLP endpoint configured: no tracer, no OTel on the path
     assert built.handler.predictor.num_class == 3
     assert isinstance(Path(MODELS["multiclass"]), Path)
+
+
+def test_tracing_spans(handler: Handler) -> None:
+    """With a tracer: one SERVER span per /inference* request (traceparent honoured) with a
+    model-inference child carrying rows and features; /health is not traced."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import SpanKind
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    traced = asgi_msgspec.App(Handler(handler.predictor, "test", tracer), tracer)
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    headers = [(b"content-type", JSON), (b"traceparent", parent.encode())]
+    assert (
+        _call(traced, "POST", "/inference/batch", [_batch(GOOD_ROW, GOOD_ROW)], headers)[0] == 200
+    )
+    assert _call(traced, "GET", "/health")[0] == 200
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    assert set(spans) == {"POST /inference/batch", "model-inference"}
+    server, inference = spans["POST /inference/batch"], spans["model-inference"]
+    assert server.kind == SpanKind.SERVER
+    assert server.context is not None and inference.parent is not None
+    assert f"{server.context.trace_id:032x}" == "0af7651916cd43dd8448eb211c80319c"
+    assert inference.parent.span_id == server.context.span_id
+    assert inference.attributes is not None
+    assert dict(inference.attributes) == {"inference.rows": 2, "inference.features": N}

@@ -128,15 +128,23 @@ class Handler:
         self.num_features = n = predictor.num_features
         self._predict_row: Callable[[Row], Any] = predictor.predict_row
         self._predict_rows: Callable[[Sequence[Row]], Any] = predictor.predict_rows
+        self._tracer = tracer
+        self._traced_s = 0.0  # with tracing: the predictor call alone, inside its span
         if tracer is not None:  # decided once: without a tracer, no OpenTelemetry code runs
 
             def predict_row(row: Row) -> Any:
                 with tracing.inference_span(tracer, 1, n):
-                    return predictor.predict_row(row)
+                    t0 = perf_counter()
+                    out = predictor.predict_row(row)
+                    self._traced_s = perf_counter() - t0
+                return out
 
             def predict_rows(rows: Sequence[Row]) -> Any:
                 with tracing.inference_span(tracer, len(rows), n):
-                    return predictor.predict_rows(rows)
+                    t0 = perf_counter()
+                    out = predictor.predict_rows(rows)
+                    self._traced_s = perf_counter() - t0
+                return out
 
             self._predict_row, self._predict_rows = predict_row, predict_rows
         self._single = msgspec.json.Decoder(SingleBody).decode
@@ -180,8 +188,8 @@ class Handler:
         prediction = self._predict_row(data)
         t1 = perf_counter()
         out = b'{"prediction":' + self._encode(prediction) + b"}"
-        self.last_inference_s = t1 - t0
-        return Reply(200, out, _timing(t1 - t0, perf_counter() - started))
+        self.last_inference_s = inference_s = t1 - t0 if self._tracer is None else self._traced_s
+        return Reply(200, out, _timing(inference_s, perf_counter() - started))
 
     def batch(self, body: bytes) -> Reply:
         started = perf_counter()
@@ -198,8 +206,8 @@ class Handler:
         predictions = self._predict_rows(data)
         t1 = perf_counter()
         out = b'{"predictions":' + self._encode(predictions) + b"}"
-        self.last_inference_s = t1 - t0
-        return Reply(200, out, _timing(t1 - t0, perf_counter() - started))
+        self.last_inference_s = inference_s = t1 - t0 if self._tracer is None else self._traced_s
+        return Reply(200, out, _timing(inference_s, perf_counter() - started))
 
     def _invalid(self, err: ContractError, started: float) -> Reply:
         self.last_inference_s = 0.0
