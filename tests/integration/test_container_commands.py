@@ -207,6 +207,21 @@ def test_python_package_builds_from_the_copied_files(tmp_path: Path) -> None:
     assert dry.returncode == 0, dry.stderr[-3000:]
 
 
+def test_python_runtime_has_the_openmp_lightgbm_links() -> None:
+    """LightGBM's wheel links the system libgomp.so.1, which slim images lack."""
+    import lightgbm
+
+    ldd = shutil.which("ldd")
+    if ldd is None:
+        pytest.skip("no ldd")
+    libs = sorted(Path(lightgbm.__file__).parent.glob("lib/lib_lightgbm*.so"))
+    assert libs, "no lib_lightgbm.so in the lightgbm package"
+    linked = subprocess.run([ldd, str(libs[0])], capture_output=True, text=True).stdout
+    stages = dockerfiles.read(DOCKER / "python.Dockerfile")
+    runtime = " ".join(r.args for r in dockerfiles.by_name(stages)["runtime"].all("RUN"))
+    assert ("libgomp.so.1" in linked) == ("libgomp1" in runtime), linked
+
+
 @pytest.mark.parametrize("name", PYTHON_STACKS)
 def test_python_entrypoint_serves_and_stops(name: str, tmp_path: Path) -> None:
     """The image's venv is this package installed with the pinned deps: map it to this venv."""

@@ -420,3 +420,9 @@ def test_compose_variables_all_have_defaults() -> None:
     text = (ROOT / "compose.yaml").read_text()
     for m in re.finditer(r"\$\{([^}]*)\}", text):
         assert ":-" in m.group(1), f"${{{m.group(1)}}} has no default"
+
+
+def test_docs_name_every_stack_and_port() -> None:
+    docs = (ROOT / "docs" / "containers.md").read_text()
+    for name, stack in stacks.STACKS.items():
+        assert f"`{name}`" in docs and f"127.0.0.1:{stack.default_port}" in docs, name
