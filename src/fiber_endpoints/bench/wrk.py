@@ -6,8 +6,11 @@ bytes for every stack. wrk's ``done()`` hook dumps its whole latency record (1 Â
 ``value count`` pair per distinct value) to a file, which becomes an HDR histogram here: nothing is
 summarised by wrk itself. Closed loop hides stalls (a stalled connection sends nothing, so it
 records one slow request instead of the many that would have queued): its ``max`` is kept and the
-report flags steps whose max dwarfs their p99.9; the open-loop mode (``vegeta.py``) measures
-what a stall costs.
+report flags steps whose max dwarfs their p99; the open-loop mode (``vegeta.py``) measures
+what a stall costs. Note that wrk 4 itself corrects its record at the end of a run
+(``stats_correct``): for every latency over twice a connection's mean interval it adds synthetic
+samples at that interval, so the histogram's count can exceed the requests
+(``latency_samples_added_by_wrk``), and a long stall does reach the closed-loop p99.
 """
 
 from __future__ import annotations
@@ -102,6 +105,11 @@ class WrkResult:
             "non2xx": self.errors.get("status", 0),
             "error_kinds": self.errors,
             "latency_us": stats.histogram_summary(self.histogram),
+            # wrk's own coordinated-omission correction (stats_correct): synthetic samples it
+            # adds for requests a connection would have sent while waiting on a slow answer.
+            "latency_samples_added_by_wrk": max(
+                0, int(self.histogram.get_total_count()) - self.requests
+            ),
             "hdr": stats.encode_histogram(self.histogram),
             "client_cpu_s": round(self.client_cpu_s, 4),
             "client_cpu_util": round(self.client_cpu_s / self.duration_s, 4)

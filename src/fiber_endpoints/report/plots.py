@@ -36,6 +36,11 @@ def _ms(ax: Axes, axis: str = "x") -> None:
     target.set_minor_formatter(FuncFormatter(lambda v, _: ""))
 
 
+def _legend(ax: Axes, **kwargs: Any) -> None:
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kwargs)
+
+
 def _save(fig: Any, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
@@ -87,7 +92,7 @@ def latency_cdf(load: dict[str, Any], out: Path, connections: int | None = None)
         _ms(ax)
         ax.set_xlabel("latency (ms, log scale)")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(loc="lower right", fontsize=8)
+        _legend(ax, loc="lower right", fontsize=8)
         for q in (0.5, 0.99):
             ax.axhline(q, color="grey", lw=0.6, ls=":")
     axes[0].set_ylabel("fraction of requests ≤ latency")
@@ -145,7 +150,7 @@ def throughput_vs_p99(load: dict[str, Any], out: Path) -> Path | None:
     ax.set_ylabel("p99 latency (ms, log scale)")
     ax.set_title("throughput vs p99 (closed-loop labels: connections)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    _legend(ax, fontsize=7)
     return _save(fig, out)
 
 
@@ -173,7 +178,7 @@ def cpu_per_request(load: dict[str, Any], out: Path) -> Path | None:
     ax.set_ylabel("server CPU per request (µs, log scale)")
     ax.set_title("CPU per request (server process tree, /proc)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    _legend(ax, fontsize=8)
     ax2.bar(names, rss, color=[col[n] for n in names])
     ax2.set_ylabel("peak RSS under load (MiB)")
     ax2.set_title("peak resident memory (process tree)")
@@ -213,7 +218,7 @@ def batch_scaling(load: dict[str, Any], out: Path) -> Path | None:
         a.set_yscale("log")
         a.set_xlabel("rows per request (log scale)")
         a.grid(True, which="both", alpha=0.3)
-        a.legend(fontsize=8)
+        _legend(a, fontsize=8)
         _ms(a)
     _ms(ax2, "y")
     ax.set_ylabel("rows predicted per second (log scale)")
