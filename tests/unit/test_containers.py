@@ -370,7 +370,9 @@ def test_dockerignore_keeps_local_state_out() -> None:
 def test_python_dependencies_are_pinned() -> None:
     """docker/constraints.txt pins every run-time dependency, within pyproject's ranges."""
     roots = constraints.project_requirements()
-    assert constraints.problems(constraints.read(), roots) == []
+    assert constraints.problems(constraints.read(), roots) == [], (
+        "regenerate: .venv/bin/python docker/constraints.py > docker/constraints.txt"
+    )
 
 
 # ---- compose.yaml ----
