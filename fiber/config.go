@@ -26,6 +26,13 @@ type Config struct {
 	// BodyLimit is the largest request body in bytes (contract: 1 MiB). Default: 1048576.
 	BodyLimit int
 
+	// ReadLimit is the largest body the server reads in full (Fiber's BodyLimit). A body over
+	// BodyLimit but within ReadLimit is read to its end and answered 413 by the handler, so the
+	// client sees the response and the connection stays usable; over ReadLimit fasthttp answers
+	// 413 (through the same error handler) and closes the connection without reading the rest,
+	// which a client still sending may see as a reset. Default: 4 MiB (at least BodyLimit).
+	ReadLimit int
+
 	// MaxBatchRows is the most rows one /inference/batch request may hold. Default: 10000.
 	MaxBatchRows int
 
@@ -54,6 +61,7 @@ var ConfigDefault = Config{
 	Port:            8001,
 	StackName:       "fiber",
 	BodyLimit:       contractBodyLimit,
+	ReadLimit:       4 << 20,
 	MaxBatchRows:    contractMaxBatchRows,
 	ShutdownTimeout: 10 * time.Second,
 }
@@ -77,6 +85,12 @@ func configDefault(config ...Config) Config {
 	}
 	if cfg.BodyLimit <= 0 {
 		cfg.BodyLimit = ConfigDefault.BodyLimit
+	}
+	if cfg.ReadLimit <= 0 {
+		cfg.ReadLimit = ConfigDefault.ReadLimit
+	}
+	if cfg.ReadLimit < cfg.BodyLimit {
+		cfg.ReadLimit = cfg.BodyLimit
 	}
 	if cfg.MaxBatchRows <= 0 {
 		cfg.MaxBatchRows = ConfigDefault.MaxBatchRows

@@ -83,17 +83,19 @@ func NewApp(pred *Predictor, config ...Config) *fiber.App {
 	}{"ok", cfg.StackName, pred.NumFeatures(), pred.NumClass()})
 	app := fiber.New(fiber.Config{
 		AppName:                 "fiber-endpoints",
-		BodyLimit:               cfg.BodyLimit,
+		BodyLimit:               cfg.ReadLimit,
 		ErrorHandler:            s.errorHandler,
 		DisableHeadAutoRegister: true,
 	})
-	var mw []any
+	// Fiber runs a route's handlers in order: the span middleware goes first.
+	inference, batch := []any{s.inference}, []any{s.batch}
 	if cfg.TracerProvider != nil {
 		s.tracer = cfg.TracerProvider.Tracer(tracerName)
-		mw = append(mw, serverSpans(s.tracer, s.errorHandler))
+		spans := serverSpans(s.tracer, s.errorHandler)
+		inference, batch = []any{spans, s.inference}, []any{spans, s.batch}
 	}
-	app.Post(inferencePath, s.inference, mw...)
-	app.Post(batchPath, s.batch, mw...)
+	app.Post(inferencePath, inference[0], inference[1:]...)
+	app.Post(batchPath, batch[0], batch[1:]...)
 	app.Get(healthPath, s.healthHandler)
 	return app
 }
@@ -111,6 +113,11 @@ func (s *server) batch(c fiber.Ctx) error { return s.predict(c, true) }
 // predict serves both inference routes: parse, validate, predict, serialise.
 func (s *server) predict(c fiber.Ctx, batch bool) error {
 	started := time.Now()
+	// BodyRaw: the bytes as sent (Body() would decode a Content-Encoding).
+	body := c.BodyRaw()
+	if len(body) > s.cfg.BodyLimit {
+		return s.bodyTooLarge()
+	}
 	if !isJSONContentType(c.Get(fiber.HeaderContentType)) {
 		return errWrongContentType
 	}
@@ -118,8 +125,7 @@ func (s *server) predict(c fiber.Ctx, batch bool) error {
 	defer s.pool.Put(sc)
 
 	var err error
-	// BodyRaw: the bytes as sent (Body() would decode a Content-Encoding).
-	sc.stack, err = parseRequest(c.BodyRaw(), batch, s.pred.NumFeatures(), &sc.req, sc.stack)
+	sc.stack, err = parseRequest(body, batch, s.pred.NumFeatures(), &sc.req, sc.stack)
 	if err == nil {
 		err = s.validate(&sc.req, batch)
 	}
@@ -248,7 +254,7 @@ func (s *server) errorHandler(c fiber.Ctx, err error) error {
 			// method first, so an unknown path or a wrong method still answers 404/405.
 			status = s.routeStatus(c)
 			if status == fiber.StatusRequestEntityTooLarge {
-				message = "request body larger than " + strconv.Itoa(s.cfg.BodyLimit) + " bytes"
+				message = s.bodyTooLarge().Message
 			}
 		}
 		switch status {
@@ -265,6 +271,10 @@ func (s *server) errorHandler(c fiber.Ctx, err error) error {
 	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
 	c.Response().SetBody(body)
 	return nil
+}
+
+func (s *server) bodyTooLarge() *contractError {
+	return &contractError{413, "request body larger than " + strconv.Itoa(s.cfg.BodyLimit) + " bytes"}
 }
 
 // routeStatus is 404 or 405 (setting Allow) when the request's path or method is not served,

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -135,8 +137,9 @@ func TestContractErrors(t *testing.T) {
 	}
 }
 
-// TestBodyLimit: over 1 MiB is 413 on a served route, but path and method are checked first.
-// Over a real loopback listener: app.Test returns fasthttp's error instead of the response.
+// TestBodyLimit: over 1 MiB is 413 on a served route, but path and method are checked first,
+// and the connection stays usable. Over a real loopback listener: app.Test returns fasthttp's
+// error instead of the response when fasthttp itself refuses a body (over ReadLimit).
 func TestBodyLimit(t *testing.T) {
 	app, _ := newTestApp(t, "binary")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -182,6 +185,37 @@ func TestBodyLimit(t *testing.T) {
 				t.Errorf("Allow %q", resp.Header.Get("Allow"))
 			}
 		})
+	}
+}
+
+// TestOverReadLimit: a body announced over ReadLimit is refused by fasthttp from its headers,
+// still as the contract's 413 JSON (through the one error handler).
+func TestOverReadLimit(t *testing.T) {
+	app, _ := newTestApp(t, "binary")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = app.Listener(ln, fiber.ListenConfig{DisableStartupMessage: true}) }()
+	t.Cleanup(func() { _ = app.Shutdown() })
+	for _, tt := range []struct{ method, path, want string }{
+		{"POST", "/inference", `{"error":"request body larger than 1048576 bytes"}`},
+		{"POST", "/elsewhere", `{"error":"not found: /elsewhere"}`},
+	} {
+		conn, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "%s %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n{", tt.method, tt.path, 64<<20)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		conn.Close()
+		if string(b) != tt.want {
+			t.Errorf("%s %s: %d %s, want %s", tt.method, tt.path, resp.StatusCode, b, tt.want)
+		}
 	}
 }
 
