@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 
 from fiber_endpoints import model, stacks
+from fiber_endpoints.bench.load import add_arguments as load_arguments
+from fiber_endpoints.report import command as report_command
 from fiber_endpoints.trace import command as trace_command
 
 
@@ -73,6 +75,10 @@ def _bench(args: argparse.Namespace) -> int:
         from fiber_endpoints.trace import cost
 
         config.phases.append(("tracing_cost", cost.phase))
+    if args.load:
+        from fiber_endpoints.bench import load
+
+        config.phases.append(("load", load.phase(args)))
     path, doc = runner.run(config)
     runner.print_summary(doc)
     if "tracing_cost" in doc:
@@ -82,6 +88,11 @@ def _bench(args: argparse.Namespace) -> int:
         print(cost.markdown(doc["tracing_cost"]))
     failed = [n for n, s in doc["stacks"].items() if not s["parity"]["ok"]]
     print(f"\nraw results: {path}")
+    if "load" in doc:
+        from fiber_endpoints.bench import load
+
+        print(load.summary_markdown(doc["load"]))
+    print(f"report: {report_command.report(path)[0]}")
     if failed:
         print(f"parity FAILED for {', '.join(failed)}: not timed")
         return 1
@@ -148,9 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also time each stack with tracing on (a real Jaeger) against tracing off",
     )
+    load_arguments(p)
     p.set_defaults(func=_bench)
 
     trace_command.add_parser(sub)
+    report_command.add_parser(sub)
     return parser
 
 

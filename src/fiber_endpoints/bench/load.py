@@ -216,7 +216,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds measured per closed-loop / open-loop step",
     )
     g.add_argument(
-        "--warmup",
+        "--load-warmup",
         type=float,
         default=None,
         metavar="S",
@@ -274,7 +274,7 @@ def config_from_args(args: argparse.Namespace) -> LoadConfig:
         "load_modes": "modes",
         "connections": "connections",
         "duration": "duration_s",
-        "warmup": "warmup_s",
+        "load_warmup": "warmup_s",
         "rate": "rates",
         "slo_ms": "slo_ms",
         "batch_sizes": "batch_sizes",
@@ -288,8 +288,8 @@ def config_from_args(args: argparse.Namespace) -> LoadConfig:
             overrides[attr] = value
     if getattr(args, "duration", None) is not None:
         overrides["open_duration_s"] = args.duration
-    if getattr(args, "warmup", None) is not None:
-        overrides["open_warmup_s"] = args.warmup
+    if getattr(args, "load_warmup", None) is not None:
+        overrides["open_warmup_s"] = args.load_warmup
     overrides["ceiling"] = getattr(args, "ceiling", True)
     config = LoadConfig(**{**asdict(base), **overrides})
     unknown = set(config.modes) - set(ALL_MODES)
@@ -671,3 +671,28 @@ def progress_bar(config: LoadConfig, n_stacks: int, enabled: bool = True) -> Ite
 
         yield report
         bar.update(task, completed=total, description="done")
+
+
+def summary_markdown(load: dict[str, Any]) -> str:
+    """The throughput-at-SLO table printed at the end of ``bench`` (the report has more)."""
+    cfg = load.get("config", {})
+    ceiling = load.get("ceiling") or {}
+    lines = [
+        f"\nunder load ({load.get('generators', {}).get('closed', '?')} closed loop, "
+        f"{load.get('generators', {}).get('open', '?')} open loop; generator ceiling "
+        f"{ceiling.get('closed_rps', 0):,.0f} / {ceiling.get('open_rps', 0):,.0f} req/s):",
+        "",
+        "| stack | rounds | closed-loop peak req/s | "
+        f"max rate with p99 <= {cfg.get('slo_ms')} ms |",
+        "|---|---|---|---|",
+    ]
+    for row in summary_table(load):
+        peak = f"{row['peak_rps']:,.0f}" if row["peak_rps"] is not None else "-"
+        slo = row["max_rate_under_slo"]
+        lines.append(
+            f"| {row['stack']} | {row['rounds']} | {peak} | "
+            f"{f'{slo:,.0f}' if slo is not None else 'none of the rates tried'} |"
+        )
+    failed = [r for r in load.get("runs", []) if r.get("error")]
+    lines += [f"round {r['round']} {r['stack']}: {r['error']}" for r in failed]
+    return "\n".join(lines)

@@ -7,8 +7,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fiber_endpoints.report import markdown
-
 
 def resolve(path: Path) -> Path:
     """A results file, or a run directory holding ``results.json``."""
@@ -16,6 +14,8 @@ def resolve(path: Path) -> Path:
 
 
 def report(results_path: Path, output: Path | None = None) -> list[Path]:
+    from fiber_endpoints.report import markdown  # matplotlib: only when a report is written
+
     results_path = resolve(results_path)
     results: dict[str, Any] = json.loads(results_path.read_text())
     out = output or results_path.with_name("report.md")
