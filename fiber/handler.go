@@ -142,18 +142,22 @@ func (s *server) predict(c fiber.Ctx, batch bool) error {
 		sc.out = make([]float64, rows*k)
 	}
 	out := sc.out[:rows*k]
-	inferStart := time.Now()
+	// Server-Timing's inference is the predictor call alone, timed inside the span.
+	var inferDur time.Duration
 	if s.tracer != nil {
 		_, span := s.tracer.Start(c.Context(), "model-inference", trace.WithAttributes(
 			attribute.Int("inference.rows", rows),
 			attribute.Int("inference.features", s.pred.NumFeatures()),
 		))
+		inferStart := time.Now()
 		err = s.pred.Predict(sc.req.vals, rows, out)
+		inferDur = time.Since(inferStart)
 		span.End()
 	} else {
+		inferStart := time.Now()
 		err = s.pred.Predict(sc.req.vals, rows, out)
+		inferDur = time.Since(inferStart)
 	}
-	inferDur := time.Since(inferStart)
 	if err != nil {
 		return err
 	}
