@@ -106,8 +106,9 @@ func checkParity(t *testing.T, got, want []float64, k int) {
 	if len(got) != len(want) {
 		t.Fatalf("got %d outputs, want %d", len(got), len(want))
 	}
-	bad := 0
+	bad, worst := 0, 0.0
 	for i := range want {
+		worst = math.Max(worst, math.Abs(got[i]-want[i]))
 		if !withinTolerance(got[i], want[i]) {
 			bad++
 			if bad <= 5 {
@@ -118,6 +119,7 @@ func checkParity(t *testing.T, got, want []float64, k int) {
 	if bad > 0 {
 		t.Fatalf("%d of %d outputs differ from LightGBM beyond 1e-9", bad, len(want))
 	}
+	t.Logf("%d outputs, largest absolute difference from LightGBM %.3g", len(want), worst)
 }
 
 // TestGoldenParity: every golden row (with nulls, zeros, ±1e6) within 1e-9 of LightGBM's own
