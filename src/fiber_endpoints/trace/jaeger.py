@@ -43,6 +43,8 @@ service:
       service.name: jaeger
     metrics:
       level: none
+    traces:
+      level: none
     logs:
       level: warn
 extensions:
@@ -54,6 +56,7 @@ extensions:
   jaeger_query:
     storage:
       traces: memstore
+    enable_tracing: false
     http:
       endpoint: {host}:{query_port}
     grpc:
@@ -174,7 +177,8 @@ def start(
     log_dir = log_dir or Path(os.environ.get("TMPDIR", "/tmp"))
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"jaeger-{query_port}.log"
-    env = dict(os.environ)
+    # Jaeger traces itself by default (OTLP/gRPC to :4317): not here, and not into ourselves.
+    env = {**os.environ, "OTEL_SDK_DISABLED": "true", "OTEL_TRACES_EXPORTER": "none"}
     if inst.kind == V2:
         config = log_dir / f"jaeger-{query_port}.yaml"
         config.write_text(

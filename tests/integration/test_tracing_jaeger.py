@@ -1,0 +1,178 @@
+"""Every traced stack exports into a real Jaeger, read back through Jaeger's own query API.
+
+Jaeger comes from ``scripts/install-jaeger.sh`` (``make jaeger``): a missing or broken install
+fails this module, it never skips. Per stack: traced single and batch requests with trace ids
+the client chose, unsampled requests, and health probes; the stack is stopped gracefully (that
+must flush its spans), then every trace is fetched back by id.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from fiber_endpoints import model
+from fiber_endpoints.bench import servers
+from fiber_endpoints.trace import client, jaeger
+from fiber_endpoints.trace.breakdown import ClientCall, RequestBreakdown, breakdown
+from fiber_endpoints.trace.spans import SERVER, Span
+from fiber_endpoints.tracing import ATTR_FEATURES, ATTR_ROWS, INFERENCE_SPAN
+
+pytestmark = pytest.mark.integration
+
+STACKS = ("fastapi", "fiber")
+MODEL = model.DEFAULT_MODEL
+TRACED = 30
+UNSAMPLED = 5
+HEALTH_PROBES = 5
+BATCH_ROWS = 3
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[jaeger.Jaeger]:
+    jaeger.install()  # cached: a no-op after `make jaeger`; fails if it cannot install
+    j = jaeger.start(log_dir=tmp_path_factory.mktemp("jaeger"))
+    yield j
+    jaeger.stop(j)
+
+
+@dataclass
+class Exchange:
+    stack: str
+    single: list[ClientCall]
+    batch: ClientCall
+    unsampled_trace_ids: list[str]
+
+
+def _post(conn: client.Connection, path: str, body: bytes, tp: str) -> client.Response:
+    return conn.request(conn.encode(path, body, {"traceparent": tp}))
+
+
+@pytest.fixture(scope="module", params=STACKS)
+def exchange(
+    request: pytest.FixtureRequest, store: jaeger.Jaeger, tmp_path_factory: pytest.TempPathFactory
+) -> Exchange:
+    name: str = request.param
+    env = jaeger.otel_env(store, service_name=name)
+    server = servers.start(name, MODEL, env=env, log_dir=tmp_path_factory.mktemp(name))
+    try:
+        host, port = server.host_port
+        rows = model.load_golden(MODEL).rows
+        single = client.send_traced(host, port, rows, TRACED, warmup=0)
+        conn = client.Connection(host, port)
+        try:
+            trace_id, span_id = client.new_ids()
+            body = json.dumps({"data": [[0.5] * len(rows[0])] * BATCH_ROWS}).encode()
+            resp = _post(conn, "/inference/batch", body, client.traceparent(trace_id, span_id))
+            assert resp.status == 200
+            batch = ClientCall(trace_id, span_id, 0, 1, resp.status, {})
+            unsampled = []
+            for row in rows[:UNSAMPLED]:
+                trace_id, span_id = client.new_ids()
+                tp = client.traceparent(trace_id, span_id, client.NOT_SAMPLED)
+                assert _post(conn, "/inference", client.body_for(row), tp).status == 200
+                unsampled.append(trace_id)
+        finally:
+            conn.close()
+        for _ in range(HEALTH_PROBES):
+            servers.get_json(server.url + "/health")
+    finally:
+        code = servers.stop(server)  # SIGTERM: graceful, must flush the spans
+    assert code in (0, -15, 143), f"{name} exited with {code}: {servers.tail(server.log_path)}"
+    assert all(c.status == 200 for c in single)
+    return Exchange(name, single, batch, unsampled)
+
+
+def _fetch(store: jaeger.Jaeger, trace_id: str, wait: float = 5.0) -> list[Span] | None:
+    """The trace, polled for up to ``wait`` seconds (the exporter's last batch may be in flight)."""
+    deadline = time.monotonic() + wait
+    while True:
+        spans: list[Span] | None = store.fetch(trace_id)
+        if spans or time.monotonic() > deadline:
+            return spans
+        time.sleep(0.2)
+
+
+def _breakdowns(store: jaeger.Jaeger, ex: Exchange) -> list[RequestBreakdown]:
+    _fetch(store, ex.single[-1].trace_id)  # the last one sent is the last one exported
+    results = [breakdown(c, store.fetch(c.trace_id)) for c in ex.single]
+    problems = [str(r) for r in results if not isinstance(r, RequestBreakdown)]
+    assert not problems, f"{ex.stack}: {len(problems)}/{len(results)} traces bad: {problems[:5]}"
+    return [r for r in results if isinstance(r, RequestBreakdown)]
+
+
+def test_every_traced_request_arrives_with_one_server_and_one_inference_span(
+    store: jaeger.Jaeger, exchange: Exchange
+) -> None:
+    found = _breakdowns(store, exchange)
+    assert len(found) == TRACED
+    n_features = len(model.load_golden(MODEL).rows[0])
+    for r in found:
+        assert r.server.name == "POST /inference"
+        assert r.server.kind == SERVER
+        assert r.server.parent_id == r.call.parent_span_id  # traceparent honoured
+        assert r.server.service == exchange.stack
+        assert r.inference.name == INFERENCE_SPAN
+        assert r.inference.parent_id == r.server.span_id
+        assert r.inference.service == exchange.stack
+        assert r.inference.attributes[ATTR_ROWS] == 1
+        assert r.inference.attributes[ATTR_FEATURES] == n_features
+        assert 0 < r.inference_ns <= r.server_ns
+        assert r.server.start_ns <= r.inference.start_ns
+        assert r.inference.end_ns <= r.server.end_ns
+        # Server-Timing's inference is the predictor call alone: inside the span
+        assert r.call.server_timing["inference"] * 1e6 <= r.inference_ns + 1_000
+        assert r.call.server_timing["app"] > 0
+
+
+def test_batch_request_span_names_its_route_and_rows(
+    store: jaeger.Jaeger, exchange: Exchange
+) -> None:
+    r = breakdown(exchange.batch, _fetch(store, exchange.batch.trace_id))
+    assert isinstance(r, RequestBreakdown), str(r)
+    assert r.server.name == "POST /inference/batch"
+    assert r.inference.attributes[ATTR_ROWS] == BATCH_ROWS
+
+
+def test_unsampled_requests_make_no_trace(store: jaeger.Jaeger, exchange: Exchange) -> None:
+    _breakdowns(store, exchange)  # everything flushed by now
+    for trace_id in exchange.unsampled_trace_ids:
+        assert store.fetch(trace_id) is None
+
+
+def test_health_is_not_traced_and_nothing_else_is_either(
+    store: jaeger.Jaeger, exchange: Exchange
+) -> None:
+    _breakdowns(store, exchange)
+    assert exchange.stack in store.services()
+    query = urllib.parse.urlencode({"service": exchange.stack, "limit": 10_000})
+    with urllib.request.urlopen(f"{store.query_url}/api/traces?{query}", timeout=10) as resp:
+        traces = json.loads(resp.read())["data"]
+    names = [s["operationName"] for t in traces for s in t["spans"]]
+    assert not [n for n in names if "health" in n]
+    expected = {c.trace_id for c in exchange.single} | {exchange.batch.trace_id}
+    assert {t["traceID"] for t in traces} == expected
+    assert sorted(set(names)) == ["POST /inference", "POST /inference/batch", INFERENCE_SPAN]
+    assert len(names) == 2 * len(expected)
+
+
+def test_trace_command_finds_every_request(tmp_path: Path, store: jaeger.Jaeger) -> None:
+    from fiber_endpoints.trace import command
+
+    code = command.run(
+        list(STACKS), 50, tmp_path, MODEL, warmup=20,
+        otlp_endpoint=store.otlp_endpoint, query_url=store.query_url,
+    )  # fmt: skip
+    assert code == 0
+    doc = json.loads((tmp_path / "results.json").read_text())
+    for name in STACKS:
+        assert doc["summaries"][name]["requests"] == 50
+    assert (tmp_path / "breakdown.png").stat().st_size > 0
+    assert (tmp_path / "waterfall-median.png").stat().st_size > 0
