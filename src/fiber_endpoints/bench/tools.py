@@ -56,4 +56,9 @@ def version(tool: Path) -> str:
             return f"vegeta {m.group(1)}"
         pinned = tool.parent.parent / "VEGETA_VERSION"  # `go install` leaves Version empty
         return "vegeta " + (pinned.read_text().strip() if pinned.exists() else "(unknown)")
-    return text.splitlines()[0] if text else tool.name
+    first = text.splitlines()[0] if text else tool.name
+    # "wrk debian/4.1.0-3+b2 [epoll] Copyright ..." -> "wrk 4.1.0 (debian/4.1.0-3+b2, epoll)"
+    m = re.match(r"wrk (?:\S+/)?(\d+\.\d+\.\d+)(\S*) \[(\w+)\]", first)
+    if m:
+        return f"wrk {m.group(1)} ({first.split()[1]}, {m.group(3)})"
+    return first

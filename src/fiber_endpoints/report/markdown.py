@@ -42,10 +42,13 @@ def _flags(step: analysis.StepSummary, ceiling: float | None, open_loop: bool) -
         flags.append("generator CPU-bound")
     lag = step.extra.get("max_send_lag_us")
     if open_loop and lag is not None and lag > 10_000:
-        flags.append(f"generator behind schedule by up to {lag / 1000:.0f} ms (charged)")
+        flags.append(f"sent up to {lag / 1000:.0f} ms behind schedule (charged to latency)")
     unsent = step.extra.get("unsent")
-    if open_loop and unsent:
-        flags.append(f"{unsent:,.0f} requests never sent (generator lag)")
+    if open_loop and unsent is not None and unsent >= 1:
+        flags.append(
+            f"{unsent:,.0f} requests never sent (every vegeta worker waiting on the server, "
+            "or vegeta CPU-bound)"
+        )
     if step.errors or step.non2xx:
         flags.append("errors")
     return "; ".join(flags)

@@ -86,7 +86,9 @@ def latency_cdf(load: dict[str, Any], out: Path, connections: int | None = None)
                 label=f"{name} @ {step.key:,.0f} req/s",
             )
     axes[0].set_title(f"closed loop (wrk), {connections} connections")
-    axes[1].set_title("open loop (vegeta), from intended send time\nhighest rate within SLO")
+    axes[1].set_title(
+        "open loop (vegeta), from intended send time\nhighest rate within SLO (else lowest rate)"
+    )
     for ax in axes:
         ax.set_xscale("log")
         _ms(ax)
