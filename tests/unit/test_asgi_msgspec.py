@@ -70,6 +70,38 @@ def test_handler_parity_through_json(name: str) -> None:
     assert json.loads(batch.body)["predictions"] == golden.predictions
 
 
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_lleaves_parity(name: str) -> None:
+    """The compiled model agrees with LightGBM within 1e-9, one row at a time and batched
+    (also split over two threads: more rows than the per-thread minimum)."""
+    from fiber_endpoints.stacks.lleaves_predictor import LleavesPredictor
+
+    golden = model.load_golden(MODELS[name])
+    predictor = LleavesPredictor(MODELS[name], threads=2)
+    assert (predictor.num_features, predictor.num_class) == (N, golden.num_class)
+    rows = _rows(golden)
+    assert model.parity_errors([predictor.predict_row(r) for r in rows], golden) == []
+    assert model.parity_errors(predictor.predict_rows(rows), golden) == []
+    many = predictor.predict_rows(rows * 4)
+    for i in range(4):
+        part = many[i * len(rows) : (i + 1) * len(rows)]
+        assert model.parity_errors(part, golden) == []
+    predictor.close()
+
+
+def test_load_predictor_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fiber_endpoints.stacks.lleaves_predictor import LleavesPredictor
+
+    path = MODELS["binary"]
+    assert isinstance(asgi_msgspec.load_predictor(path, 1, "capi"), CapiPredictor)
+    assert isinstance(asgi_msgspec.load_predictor(path, 1, "lleaves"), LleavesPredictor)
+    with pytest.raises(ValueError, match="expected one of"):
+        asgi_msgspec.load_predictor(path, 1, "leaves")
+    # A compiled model that disagrees with LightGBM is never used.
+    monkeypatch.setattr(LleavesPredictor, "predict_row", lambda self, row: 0.0)
+    assert isinstance(asgi_msgspec.load_predictor(path, 1, "lleaves"), CapiPredictor)
+
+
 def test_missing_values_in_a_batch_do_not_shift_rows(handler: Handler) -> None:
     golden = model.load_golden(MODELS["regression"])
     rows = _rows(golden)

@@ -1,4 +1,4 @@
-"""The fast Python stack: a bare ASGI app on uvicorn (uvloop + httptools), msgspec, LightGBM C API.
+"""The fast Python stack: a bare ASGI app on uvicorn (uvloop + httptools), msgspec, compiled model.
 
 No framework between the server and the handler: the app reads path, method and two headers
 from the ASGI scope, buffers the body under the contract's limit, and hands it to
@@ -6,6 +6,10 @@ from the ASGI scope, buffers the body under the contract's limit, and hands it t
 (httptools, the llhttp parser of Node.js), keep-alive, workers (``--workers N`` share the port)
 and graceful shutdown (SIGTERM/SIGINT: stop accepting, finish in-flight requests, exit 0).
 Why this server and not another: ``docs/fast-python.md``.
+
+The predictor is the model compiled by lleaves (``lleaves_predictor.py``), checked against
+LightGBM's C API on every start, or LightGBM's C API itself (``lgbm_capi.py``) when
+``FIBER_ENDPOINTS_PREDICTOR=capi``, when lleaves is not installed, or when the check fails.
 
 Tracing (``tracing.py``) is decided once at start: without a tracer the request path has no
 OpenTelemetry code at all; with one, each ``/inference*`` request gets a SERVER span and the
@@ -24,11 +28,13 @@ from typing import Any
 from fiber_endpoints import contract, cpus, tracing
 from fiber_endpoints.stacks import ServeOptions
 from fiber_endpoints.stacks.lgbm_capi import CapiPredictor
-from fiber_endpoints.stacks.msgspec_handler import JSON, Handler, Reply
+from fiber_endpoints.stacks.msgspec_handler import JSON, Handler, Predictor, Reply
 
 STACK_NAME = "asgi-msgspec"
 MODEL_ENV = "FIBER_ENDPOINTS_MODEL"
 WORKERS_ENV = "FIBER_ENDPOINTS_WORKERS"
+PREDICTOR_ENV = "FIBER_ENDPOINTS_PREDICTOR"
+PREDICTORS = ("lleaves", "capi")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -133,12 +139,43 @@ class App:
                 return
 
 
+def _log(message: str) -> None:
+    print(f"{STACK_NAME}: {message}", file=sys.stderr, flush=True)
+
+
+def load_predictor(path: Path, threads: int, kind: str | None = None) -> Predictor:
+    """``lleaves`` (default): the compiled model, used only once it agrees with LightGBM's C API
+    on random rows at start; otherwise, or with ``capi``, LightGBM's own C API."""
+    kind = kind or os.environ.get(PREDICTOR_ENV, "lleaves")
+    if kind not in PREDICTORS:
+        raise ValueError(f"{PREDICTOR_ENV}={kind!r}: expected one of {', '.join(PREDICTORS)}")
+    capi = CapiPredictor(path, threads=threads)
+    if kind == "capi":
+        _log("predictor: LightGBM C API")
+        return capi
+    try:
+        from fiber_endpoints.stacks.lleaves_predictor import LleavesPredictor, check_parity
+
+        compiled = LleavesPredictor(path, threads=threads)
+    except ImportError as exc:  # lleaves/llvmlite not installed
+        _log(f"lleaves unavailable ({exc}); predictor: LightGBM C API")
+        return capi
+    errors = check_parity(compiled, capi)
+    if errors:
+        _log(f"lleaves disagrees with LightGBM ({errors[0]}); predictor: LightGBM C API")
+        compiled.close()
+        return capi
+    capi.close()
+    _log("predictor: lleaves (compiled), parity with LightGBM checked")
+    return compiled
+
+
 def create_app(model_path: Path | None = None, workers: int | None = None) -> App:
     """Load the model and build the app (uvicorn's factory; runs in each worker process)."""
     path = model_path or Path(os.environ[MODEL_ENV])
     workers = workers or int(os.environ.get(WORKERS_ENV, "1"))
     # The batch path's threads share the usable CPUs with the other workers.
-    predictor = CapiPredictor(path, threads=max(1, cpus.usable_cpus() // workers))
+    predictor = load_predictor(path, threads=max(1, cpus.usable_cpus() // workers))
     tracer = tracing.setup(STACK_NAME)
     return App(Handler(predictor, STACK_NAME, tracer), tracer)
 
@@ -152,6 +189,13 @@ def serve(opts: ServeOptions) -> None:
 
     os.environ[MODEL_ENV] = str(opts.model)
     os.environ[WORKERS_ENV] = str(opts.workers)
+    if os.environ.get(PREDICTOR_ENV, "lleaves") == "lleaves":
+        try:  # compile once here (20-60 s the first time), so every worker loads the cache
+            from fiber_endpoints.stacks.lleaves_predictor import ensure_compiled
+
+            ensure_compiled(opts.model)
+        except ImportError:
+            pass  # load_predictor says so and uses the C API
     # uvicorn shuts down gracefully, then re-raises the signal it caught: make that an exit 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _exit_zero)

@@ -19,13 +19,13 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
 from fiber_endpoints import contract, tracing
 from fiber_endpoints.contract import ContractError
-from fiber_endpoints.stacks.lgbm_capi import CapiPredictor, Row
+from fiber_endpoints.stacks.lgbm_capi import Row
 
 JSON = b"application/json"
 
@@ -36,6 +36,17 @@ class SingleBody(msgspec.Struct, gc=False):
 
 class BatchBody(msgspec.Struct, gc=False):
     data: list[list[float | None]]
+
+
+class Predictor(Protocol):
+    """What the handler needs from a predictor (``lgbm_capi``, ``lleaves_predictor``)."""
+
+    num_features: int
+    num_class: int
+
+    def predict_row(self, row: Row) -> float | list[float]: ...
+
+    def predict_rows(self, rows: Sequence[Row]) -> list[float] | list[list[float]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +134,7 @@ def _timing(inference_s: float, app_s: float) -> bytes:
 class Handler:
     """The contract's routes over one predictor. Not thread-safe (one per event loop)."""
 
-    def __init__(self, predictor: CapiPredictor, stack_name: str, tracer: Any = None) -> None:
+    def __init__(self, predictor: Predictor, stack_name: str, tracer: Any = None) -> None:
         self.predictor = predictor
         self.num_features = n = predictor.num_features
         self._predict_row: Callable[[Row], Any] = predictor.predict_row
