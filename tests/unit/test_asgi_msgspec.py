@@ -17,8 +17,9 @@ from fiber_endpoints.stacks import asgi_msgspec
 from fiber_endpoints.stacks.lgbm_capi import CapiPredictor
 from fiber_endpoints.stacks.msgspec_handler import Handler
 
-MODELS = {name: model.MODELS_DIR / name / "model.txt" for name in ("regression", "binary",
-                                                                    "multiclass")}  # fmt: skip
+MODELS = {
+    name: model.MODELS_DIR / name / "model.txt" for name in ("regression", "binary", "multiclass")
+}
 N = 20
 ROW = [0.5] * N
 GOOD = json.dumps({"data": ROW}).encode()
@@ -62,8 +63,9 @@ def test_handler_parity_through_json(name: str) -> None:
     golden = model.load_golden(MODELS[name])
     h = Handler(CapiPredictor(MODELS[name], threads=1), "test")
     rows = _rows(golden)
-    single = [json.loads(h.single(json.dumps({"data": r}).encode()).body)["prediction"]
-              for r in rows]  # fmt: skip
+    single = [
+        json.loads(h.single(json.dumps({"data": r}).encode()).body)["prediction"] for r in rows
+    ]
     assert single == golden.predictions
     batch = h.batch(json.dumps({"data": rows}).encode())
     assert batch.status == 200
@@ -165,17 +167,27 @@ BATCH_CASES: list[tuple[str, bytes, int, str]] = [
     ("bad-value", _batch(GOOD_ROW, '["x"]'), 422, "data[1][0]: expected a number or null"),
     ("range", _batch("[1, 1e400]"), 422, "data[0][1]: number out of range"),
     ("value-before-row-type", _batch('["x"]', "1"), 422, "data[0][0]: expected a number or null"),
-    ("value-before-count", _batch(*['["x"]'] * 10_001), 422,
-     "data[0][0]: expected a number or null"),
-    ("too-many", _batch(*["[1]"] * 10_001), 422,
-     "data: batch has 10001 rows, at most 10000 allowed"),
-]  # fmt: skip
+    (
+        "value-before-count",
+        _batch(*['["x"]'] * 10_001),
+        422,
+        "data[0][0]: expected a number or null",
+    ),
+    (
+        "too-many",
+        _batch(*["[1]"] * 10_001),
+        422,
+        "data: batch has 10001 rows, at most 10000 allowed",
+    ),
+]
 
 
-@pytest.mark.parametrize(("case", "body", "status", "message"), SINGLE_CASES,
-                         ids=[c[0] for c in SINGLE_CASES])  # fmt: skip
-def test_single_validation(handler: Handler, case: str, body: bytes, status: int,
-                           message: str) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    ("case", "body", "status", "message"), SINGLE_CASES, ids=[c[0] for c in SINGLE_CASES]
+)
+def test_single_validation(
+    handler: Handler, case: str, body: bytes, status: int, message: str
+) -> None:
     reply = handler.single(body)
     assert (reply.status, json.loads(reply.body)) == (status, {"error": message})
     # Server-Timing on 2xx and 422 (inference 0), not on a 400.
@@ -186,10 +198,12 @@ def test_single_validation(handler: Handler, case: str, body: bytes, status: int
         assert reply.server_timing is None
 
 
-@pytest.mark.parametrize(("case", "body", "status", "message"), BATCH_CASES,
-                         ids=[c[0] for c in BATCH_CASES])  # fmt: skip
-def test_batch_validation(handler: Handler, case: str, body: bytes, status: int,
-                          message: str) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    ("case", "body", "status", "message"), BATCH_CASES, ids=[c[0] for c in BATCH_CASES]
+)
+def test_batch_validation(
+    handler: Handler, case: str, body: bytes, status: int, message: str
+) -> None:
     reply = handler.batch(body)
     assert (reply.status, json.loads(reply.body)) == (status, {"error": message})
 
@@ -213,8 +227,9 @@ def test_success_carries_server_timing(handler: Handler) -> None:
     reply = handler.single(GOOD)
     assert reply.status == 200
     assert reply.server_timing is not None
-    inference, app = (float(part.split("=")[1]) for part in
-                      reply.server_timing.decode().split(", "))  # fmt: skip
+    inference, app = (
+        float(part.split("=")[1]) for part in reply.server_timing.decode().split(", ")
+    )
     assert 0 < inference <= app
 
 
@@ -224,26 +239,33 @@ def control() -> Any:
 
     from fiber_endpoints.stacks import fastapi_control
 
-    return TestClient(fastapi_control.ContractMiddleware(
-        fastapi_control.create_app(MODELS["regression"])))  # fmt: skip
+    return TestClient(
+        fastapi_control.ContractMiddleware(fastapi_control.create_app(MODELS["regression"]))
+    )
 
 
-@pytest.mark.parametrize(("path", "body"),
+@pytest.mark.parametrize(
+    ("path", "body"),
     [(contract.INFERENCE_PATH, c[1]) for c in SINGLE_CASES]
     + [(contract.BATCH_PATH, c[1]) for c in BATCH_CASES]
     + [(contract.INFERENCE_PATH, GOOD), (contract.BATCH_PATH, _batch(GOOD_ROW, GOOD_ROW))],
-)  # fmt: skip
-def test_same_answers_as_the_control(handler: Handler, control: Any, path: str,
-                                     body: bytes) -> None:  # fmt: skip
+)
+def test_same_answers_as_the_control(
+    handler: Handler, control: Any, path: str, body: bytes
+) -> None:
     want = control.post(path, content=body, headers={"content-type": "application/json"})
     got = handler.single(body) if path == contract.INFERENCE_PATH else handler.batch(body)
     assert (got.status, json.loads(got.body)) == (want.status_code, want.json())
 
 
 # -- the ASGI app --------------------------------------------------------------------------------
-def _call(app: asgi_msgspec.App, method: str, path: str, body_chunks: list[bytes] | None = None,
-          headers: list[tuple[bytes, bytes]] | None = None) -> tuple[int, dict[bytes, bytes],
-                                                                     bytes]:  # fmt: skip
+def _call(
+    app: asgi_msgspec.App,
+    method: str,
+    path: str,
+    body_chunks: list[bytes] | None = None,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> tuple[int, dict[bytes, bytes], bytes]:
     chunks = list(body_chunks or [b""])
     sent: list[MutableMapping[str, Any]] = []
 
@@ -256,8 +278,12 @@ def _call(app: asgi_msgspec.App, method: str, path: str, body_chunks: list[bytes
     async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "method": method, "path": path,
-             "headers": headers if headers is not None else [(b"content-type", JSON)]}  # fmt: skip
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "headers": headers if headers is not None else [(b"content-type", JSON)],
+    }
     asyncio.run(app(scope, receive, send))
     start, body = sent
     return start["status"], dict(start["headers"]), body["body"]
@@ -274,8 +300,12 @@ def app(handler: Handler) -> asgi_msgspec.App:
 def test_app_routes(app: asgi_msgspec.App) -> None:
     status, headers, body = _call(app, "GET", "/health")
     assert status == 200
-    assert json.loads(body) == {"status": "ok", "stack": "asgi-msgspec", "num_features": N,
-                                "num_class": 1}  # fmt: skip
+    assert json.loads(body) == {
+        "status": "ok",
+        "stack": "asgi-msgspec",
+        "num_features": N,
+        "num_class": 1,
+    }
     status, _, body = _call(app, "GET", "/foo")
     assert (status, json.loads(body)) == (404, {"error": "not found: /foo"})
     status, headers, body = _call(app, "GET", "/inference")

@@ -41,20 +41,42 @@ def _library() -> ctypes.CDLL:
     vp, i32, i64 = ctypes.c_void_p, ctypes.c_int32, ctypes.c_int64
     pi64, pdouble = ctypes.POINTER(i64), ctypes.POINTER(ctypes.c_double)
     signatures: dict[str, list[object]] = {
-        "LGBM_BoosterCreateFromModelfile": [ctypes.c_char_p, ctypes.POINTER(ctypes.c_int),
-                                            ctypes.POINTER(vp)],
+        "LGBM_BoosterCreateFromModelfile": [
+            ctypes.c_char_p,
+            ctypes.POINTER(ctypes.c_int),
+            ctypes.POINTER(vp),
+        ],
         "LGBM_BoosterGetNumFeature": [vp, ctypes.POINTER(ctypes.c_int)],
         "LGBM_BoosterGetNumClasses": [vp, ctypes.POINTER(ctypes.c_int)],
-        "LGBM_BoosterPredictForMatSingleRowFastInit": [vp, ctypes.c_int, ctypes.c_int,
-                                                       ctypes.c_int, ctypes.c_int, i32,
-                                                       ctypes.c_char_p, ctypes.POINTER(vp)],
+        "LGBM_BoosterPredictForMatSingleRowFastInit": [
+            vp,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_int,
+            i32,
+            ctypes.c_char_p,
+            ctypes.POINTER(vp),
+        ],
         "LGBM_BoosterPredictForMatSingleRowFast": [vp, vp, pi64, pdouble],
-        "LGBM_BoosterPredictForMat": [vp, vp, ctypes.c_int, i32, i32, ctypes.c_int, ctypes.c_int,
-                                      ctypes.c_int, ctypes.c_int, ctypes.c_char_p, pi64, pdouble],
+        "LGBM_BoosterPredictForMat": [
+            vp,
+            vp,
+            ctypes.c_int,
+            i32,
+            i32,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_char_p,
+            pi64,
+            pdouble,
+        ],
         "LGBM_FastConfigFree": [vp],
         "LGBM_BoosterFree": [vp],
         "LGBM_GetLastError": [],
-    }  # fmt: skip
+    }
     for name, argtypes in signatures.items():
         fn = getattr(lib, name)
         fn.argtypes = argtypes
@@ -78,8 +100,12 @@ class CapiPredictor:
         self._lib = lib = _library()
         self._handle = ctypes.c_void_p()
         iterations = ctypes.c_int()
-        _check(lib, lib.LGBM_BoosterCreateFromModelfile(
-            str(path).encode(), ctypes.byref(iterations), ctypes.byref(self._handle)))  # fmt: skip
+        _check(
+            lib,
+            lib.LGBM_BoosterCreateFromModelfile(
+                str(path).encode(), ctypes.byref(iterations), ctypes.byref(self._handle)
+            ),
+        )
         n = ctypes.c_int()
         _check(lib, lib.LGBM_BoosterGetNumFeature(self._handle, ctypes.byref(n)))
         self.num_features: int = n.value
@@ -88,17 +114,31 @@ class CapiPredictor:
         self.threads = threads or cpus.usable_cpus()
         # One row is one tree walk per tree: a single thread, whatever the batch path uses.
         self._fast = ctypes.c_void_p()
-        _check(lib, lib.LGBM_BoosterPredictForMatSingleRowFastInit(
-            self._handle, _PREDICT_NORMAL, 0, _ALL_ITERATIONS, _DTYPE_FLOAT64,
-            self.num_features, b"num_threads=1", ctypes.byref(self._fast)))  # fmt: skip
+        _check(
+            lib,
+            lib.LGBM_BoosterPredictForMatSingleRowFastInit(
+                self._handle,
+                _PREDICT_NORMAL,
+                0,
+                _ALL_ITERATIONS,
+                _DTYPE_FLOAT64,
+                self.num_features,
+                b"num_threads=1",
+                ctypes.byref(self._fast),
+            ),
+        )
         self._batch_params = f"num_threads={self.threads}".encode()
         # Scratch buffers reused by every single-row call (one thread uses this object).
         self._row = (ctypes.c_double * self.num_features)()
         self._out = (ctypes.c_double * self.num_class)()
         self._out_len = ctypes.c_int64()
         self._row_fast = lib.LGBM_BoosterPredictForMatSingleRowFast
-        self._row_args = (self._fast, ctypes.addressof(self._row), ctypes.byref(self._out_len),
-                          self._out)  # fmt: skip
+        self._row_args = (
+            self._fast,
+            ctypes.addressof(self._row),
+            ctypes.byref(self._out_len),
+            self._out,
+        )
 
     def predict_row(self, row: Row) -> float | list[float]:
         """One row (``None`` = missing): a float, or K probabilities for a multiclass model."""
@@ -127,9 +167,23 @@ class CapiPredictor:
         out = (ctypes.c_double * (n_rows * k))()
         out_len = ctypes.c_int64()
         address, _ = flat.buffer_info()
-        _check(self._lib, self._lib.LGBM_BoosterPredictForMat(
-            self._handle, address, _DTYPE_FLOAT64, n_rows, n_features, 1, _PREDICT_NORMAL,
-            0, _ALL_ITERATIONS, self._batch_params, ctypes.byref(out_len), out))  # fmt: skip
+        _check(
+            self._lib,
+            self._lib.LGBM_BoosterPredictForMat(
+                self._handle,
+                address,
+                _DTYPE_FLOAT64,
+                n_rows,
+                n_features,
+                1,
+                _PREDICT_NORMAL,
+                0,
+                _ALL_ITERATIONS,
+                self._batch_params,
+                ctypes.byref(out_len),
+                out,
+            ),
+        )
         values: list[float] = out[:]
         if k == 1:
             return values

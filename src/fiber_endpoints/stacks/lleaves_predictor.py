@@ -42,8 +42,12 @@ def cache_path(model_path: Path, directory: Path | None = None) -> Path:
     import llvmlite.binding as llvm
 
     key = hashlib.sha256(model_path.read_bytes())
-    for part in (metadata.version("lleaves"), metadata.version("llvmlite"),
-                 llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()):  # fmt: skip
+    for part in (
+        metadata.version("lleaves"),
+        metadata.version("llvmlite"),
+        llvm.get_host_cpu_name(),
+        llvm.get_host_cpu_features().flatten(),
+    ):
         key.update(b"\0" + part.encode())
     return (directory or cache_dir()) / f"{key.hexdigest()[:32]}.o"
 
@@ -76,8 +80,9 @@ def ensure_compiled(model_path: Path, directory: Path | None = None) -> Path:
 class LleavesPredictor:
     """Same interface as :class:`CapiPredictor`: rows already checked to ``num_features``."""
 
-    def __init__(self, path: Path, threads: int | None = None,
-                 directory: Path | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, path: Path, threads: int | None = None, directory: Path | None = None
+    ) -> None:
         self._model = _compiled_model(path, directory)  # owns the code: keep it alive
         self.num_features: int = int(self._model.num_feature())
         self.num_class: int = max(1, int(self._model.num_model_per_iteration()))
@@ -129,8 +134,12 @@ class LleavesPredictor:
             self._pool = None
 
 
-def check_parity(candidate: LleavesPredictor | CapiPredictor, reference: CapiPredictor,
-                 rows: int = 256, seed: int = 0) -> list[str]:  # fmt: skip
+def check_parity(
+    candidate: LleavesPredictor | CapiPredictor,
+    reference: CapiPredictor,
+    rows: int = 256,
+    seed: int = 0,
+) -> list[str]:
     """Mismatches (empty = none) between a predictor and LightGBM's own C API on random rows
     with missing values, one by one and batched, within the project's parity tolerance."""
     import numpy as np
@@ -141,8 +150,10 @@ def check_parity(candidate: LleavesPredictor | CapiPredictor, reference: CapiPre
     data: list[list[float | None]] = [[None if math.isnan(v) else v for v in r] for r in x]
     want = reference.predict_rows(data)
     errors = []
-    for label, got in (("batch", candidate.predict_rows(data)),
-                       ("single", [candidate.predict_row(r) for r in data])):  # fmt: skip
+    for label, got in (
+        ("batch", candidate.predict_rows(data)),
+        ("single", [candidate.predict_row(r) for r in data]),
+    ):
         for i, (g, w) in enumerate(zip(got, want, strict=True)):
             gs, ws = (g if isinstance(g, list) else [g]), (w if isinstance(w, list) else [w])
             if not all(model.within_tolerance(a, b) for a, b in zip(gs, ws, strict=True)):

@@ -161,10 +161,14 @@ class Handler:
         self._single = msgspec.json.Decoder(SingleBody).decode
         self._batch = msgspec.json.Decoder(BatchBody).decode
         self._encode: Callable[[Any], bytes] = msgspec.json.Encoder().encode
-        self.health_body = self._encode({
-            "status": "ok", "stack": stack_name, "num_features": predictor.num_features,
-            "num_class": predictor.num_class,
-        })  # fmt: skip
+        self.health_body = self._encode(
+            {
+                "status": "ok",
+                "stack": stack_name,
+                "num_features": predictor.num_features,
+                "num_class": predictor.num_class,
+            }
+        )
         self.last_inference_s = 0.0  # for tracing and tests: the last predictor call
 
     # -- routing: path, then method ---------------------------------------------------------
