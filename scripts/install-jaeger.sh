@@ -72,10 +72,12 @@ mkdir -p "$JAEGER_HOME/bin"
 rm -f "$JAEGER_HOME/KIND" "$JAEGER_HOME/VERSION"
 start=$SECONDS
 
-if build jaeger-v2 "$JAEGER_V2_MODULE_VERSION" github.com/jaegertracing/jaeger/cmd/jaeger; then
+# JAEGER_KIND=jaeger-v1 skips v2 (to test the fallback, or where v2 does not build).
+if [[ "${JAEGER_KIND:-jaeger-v2}" == jaeger-v2 ]] &&
+  build jaeger-v2 "$JAEGER_V2_MODULE_VERSION" github.com/jaegertracing/jaeger/cmd/jaeger; then
   :
 else
-  say "Jaeger v2 build failed; falling back to Jaeger $JAEGER_V1_MODULE_VERSION all-in-one"
+  say "no Jaeger v2 (failed, or JAEGER_KIND=jaeger-v1): building Jaeger $JAEGER_V1_MODULE_VERSION all-in-one"
   build jaeger-v1 "$JAEGER_V1_MODULE_VERSION" github.com/jaegertracing/jaeger/cmd/all-in-one
 fi
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from fiber_endpoints import model
+from fiber_endpoints import model, stacks
 from fiber_endpoints.bench import servers
 from fiber_endpoints.trace import client, jaeger
 from fiber_endpoints.trace.breakdown import ClientCall, RequestBreakdown, breakdown
@@ -27,7 +27,7 @@ from fiber_endpoints.tracing import ATTR_FEATURES, ATTR_ROWS, INFERENCE_SPAN
 
 pytestmark = pytest.mark.integration
 
-STACKS = ("fastapi", "fiber")
+STACKS = tuple(sorted(stacks.STACKS))  # every registered stack, fastapi and fiber among them
 MODEL = model.DEFAULT_MODEL
 TRACED = 30
 UNSAMPLED = 5

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fiber_endpoints import model as model_mod
+from fiber_endpoints import stacks as stack_registry
 from fiber_endpoints.bench import servers
 from fiber_endpoints.trace import client, jaeger, plots
 from fiber_endpoints.trace.breakdown import (
@@ -29,7 +30,6 @@ from fiber_endpoints.trace.breakdown import (
 )
 from fiber_endpoints.trace.spans import Span
 
-DEFAULT_STACKS = ("fastapi", "fiber")
 RESULTS_DIR = model_mod.PROJECT_ROOT / "results" / "trace"
 
 
@@ -271,7 +271,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--stacks",
-        default=",".join(DEFAULT_STACKS),
+        default=",".join(stack_registry.STACKS),
         help="comma-separated stack names (default: %(default)s)",
     )
     p.add_argument("--requests", type=int, default=1000, help="traced requests per stack")
