@@ -76,14 +76,15 @@ def fetch_all(store: jaeger.Jaeger, runs: Sequence[StackRun], wait: float = 20.0
 
 
 def format_table(summaries: dict[str, dict[str, Any]]) -> str:
-    head = f"{'stack':<10} {'part':<26} {'p50 us':>9} {'p90 us':>9} {'p99 us':>9} {'share':>7}"
+    w = max([5, *(len(n) for n in summaries)])
+    head = f"{'stack':<{w}} {'part':<26} {'p50 us':>9} {'p90 us':>9} {'p99 us':>9} {'share':>7}"
     lines = [head, "-" * len(head)]
     for name, s in summaries.items():
         for comp in (*COMPONENTS, "client"):
             label = "client-observed total" if comp == "client" else comp.replace("_", " ")
             e = s[comp]
             lines.append(
-                f"{name:<10} {label:<26} {e['p50']:>9,.1f} {e['p90']:>9,.1f} "
+                f"{name:<{w}} {label:<26} {e['p50']:>9,.1f} {e['p90']:>9,.1f} "
                 f"{e['p99']:>9,.1f} {e['share'] * 100:>6.1f}%"
             )
     return "\n".join(lines)
@@ -157,6 +158,7 @@ def run(
         store = jaeger.Jaeger(otlp_endpoint, query_url)
         print(f"using Jaeger at {query_url} (OTLP {otlp_endpoint})")
     else:
+        jaeger.install()  # scripts/install-jaeger.sh: a no-op when cached
         store = jaeger.start(log_dir=logs, cpus=client_cpus)
         assert store.install is not None
         print(

@@ -41,6 +41,7 @@ def measure(
     rows = model.seed_rows(golden.num_features).tolist()
     out: dict[str, Any] = {"samples": samples, "calls": calls, "client": client_kind}
     with ExitStack() as stack:
+        jaeger.install()  # a no-op when cached
         store = jaeger.start(log_dir=log_dir, cpus=client_cpus)
         stack.callback(jaeger.stop, store)
         assert store.install is not None
