@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 import threading
-from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
