@@ -204,3 +204,38 @@ def test_parse_otlp_json_from_jaeger_v3() -> None:
     assert (i.kind, i.parent_id, i.duration_ns) == (INTERNAL, "1" * 16, 1000)
     r = bd.breakdown(call(10), [s, i])
     assert isinstance(r, bd.RequestBreakdown)
+
+
+def test_parse_jaeger_v1_shape_with_base64_ids() -> None:
+    import base64
+
+    def b64(hex_id: str) -> str:
+        return base64.b64encode(bytes.fromhex(hex_id)).decode()
+
+    body = {
+        "result": {
+            "resourceSpans": [
+                {
+                    "resource": {"attributes": []},
+                    "instrumentationLibrarySpans": [
+                        {
+                            "spans": [
+                                {
+                                    "traceId": b64(TRACE),
+                                    "spanId": b64("1" * 16),
+                                    "parentSpanId": b64(CLIENT_SPAN),
+                                    "name": "POST /inference",
+                                    "kind": "SPAN_KIND_SERVER",
+                                    "startTimeUnixNano": "1",
+                                    "endTimeUnixNano": "3",
+                                }
+                            ]
+                        }
+                    ],
+                }
+            ]
+        }
+    }
+    (s,) = parse_otlp(body)
+    assert (s.trace_id, s.span_id, s.parent_id) == (TRACE, "1" * 16, CLIENT_SPAN)
+    assert s.kind == SERVER and s.service == ""

@@ -81,13 +81,18 @@ def _kind(value: Any) -> str:
 
 
 def parse_otlp(body: Mapping[str, Any]) -> list[Span]:
-    """Spans from an OTLP/JSON ``TracesData`` (Jaeger wraps it in ``{"result": ...}``)."""
+    """Spans from an OTLP/JSON ``TracesData`` (Jaeger wraps it in ``{"result": ...}``). Ids may be
+    hex (OTLP/JSON, Jaeger v2) or base64 (protobuf JSON, Jaeger v1)."""
     data = body.get("result", body)
     spans: list[Span] = []
     for resource_spans in data.get("resourceSpans", []):
         resource = _attributes(resource_spans.get("resource", {}).get("attributes", []))
         service = str(resource.get("service.name", ""))
-        for scope_spans in resource_spans.get("scopeSpans", []):
+        # "instrumentationLibrarySpans": the pre-1.0 OTLP name, still used by Jaeger v1.
+        scopes = resource_spans.get("scopeSpans") or resource_spans.get(
+            "instrumentationLibrarySpans", []
+        )
+        for scope_spans in scopes:
             for raw in scope_spans.get("spans", []):
                 spans.append(
                     Span(
