@@ -123,9 +123,11 @@ class Jaeger:
             with urllib.request.urlopen(url, timeout=timeout) as resp:
                 return parse_otlp(json.loads(resp.read()))
         except urllib.error.HTTPError as exc:
-            if exc.code == 404:
+            body = exc.read()
+            # v2: 404; v1.48: 500 with "trace not found" in the body.
+            if exc.code == 404 or b"trace not found" in body:
                 return None
-            raise JaegerError(f"GET {url}: {exc.code} {exc.read()[:200]!r}") from exc
+            raise JaegerError(f"GET {url}: {exc.code} {body[:200]!r}") from exc
 
     def services(self) -> list[str]:
         with urllib.request.urlopen(f"{self.query_url}/api/services", timeout=5.0) as resp:
