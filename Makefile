@@ -7,8 +7,9 @@ STAMP := $(VENV)/.installed
 GO_BIN := fiber/bin/fiber-endpoint
 GO_SRC := $(wildcard fiber/*.go) fiber/go.mod fiber/go.sum
 BENCH_ARGS ?=
+TRACE_ARGS ?=
 
-.PHONY: help setup bench test lint py-test go-test fixtures clean
+.PHONY: help setup bench test lint py-test go-test fixtures clean jaeger load-tools trace report
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -25,10 +26,22 @@ $(STAMP): pyproject.toml | $(PY)
 $(GO_BIN): $(GO_SRC)
 	cd fiber && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o bin/fiber-endpoint .
 
-setup: $(STAMP) $(GO_BIN) ## virtualenv + Python deps, Go build
+jaeger: ## a real Jaeger (Go module proxy build, cached in ~/.cache/fiber-endpoints/jaeger)
+	bash scripts/install-jaeger.sh
+
+load-tools: ## wrk (Debian), vegeta (Go module proxy), the generators' trivial ceiling server
+	bash scripts/install-load-tools.sh
+
+setup: $(STAMP) $(GO_BIN) load-tools ## venv + deps, Go build, load tools (Jaeger: make jaeger)
 
 bench: setup ## parity, then the benchmark on every stack; prints the tables
 	$(CLI) bench $(BENCH_ARGS)
+
+trace: setup jaeger ## every request of every stack traced into Jaeger; breakdown table + charts
+	$(CLI) trace $(TRACE_ARGS)
+
+report: $(STAMP) ## Markdown report + plots from the newest results (no rerun)
+	$(CLI) report results/latest
 
 lint: $(STAMP) ## ruff, mypy, go vet
 	$(VENV)/bin/ruff check src tests
@@ -36,7 +49,7 @@ lint: $(STAMP) ## ruff, mypy, go vet
 	$(VENV)/bin/mypy
 	cd fiber && go vet ./...
 
-py-test: setup
+py-test: setup jaeger
 	$(VENV)/bin/pytest -q
 
 go-test: $(GO_BIN)

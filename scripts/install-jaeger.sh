@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install a real Jaeger for `fiber-endpoints trace` and the tracing tests.
 #
-# Idempotent: the result is cached under $JAEGER_HOME (default: <repo>/.cache/jaeger) and a second
+# Idempotent: the result is cached under $JAEGER_HOME (default: ~/.cache/fiber-endpoints/jaeger, outside the checkout so fresh clones on this machine reuse it) and a second
 # run only checks it. Only the Go module proxy is used (no release downloads, no Docker).
 #
 #   $JAEGER_HOME/bin/jaeger   the binary
@@ -26,7 +26,8 @@ JAEGER_V1_MODULE_VERSION="v1.48.0"   # cmd/all-in-one, fallback
 SARAMA_REPLACE="github.com/Shopify/sarama => github.com/Shopify/sarama v1.33.0"  # from jaeger's go.mod
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-JAEGER_HOME="${JAEGER_HOME:-$here/.cache/jaeger}"
+CACHE="${FIBER_ENDPOINTS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/fiber-endpoints}"
+JAEGER_HOME="${JAEGER_HOME:-$CACHE/jaeger}"
 export GOFLAGS="${GOFLAGS:--mod=mod}"
 export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the load generators used by `fiber-endpoints bench` (the load phase) and its tests.
 #
-# Idempotent: everything is cached under $LOAD_TOOLS_HOME (default: <repo>/.cache/load-tools); a
+# Idempotent: everything is cached under $LOAD_TOOLS_HOME (default: ~/.cache/fiber-endpoints/load-tools, outside the checkout so fresh clones on this machine reuse it); a
 # second run only checks it. Registries used: Debian's packages (wrk) and the Go module proxy
 # (vegeta). Nothing else is downloaded.
 #
@@ -16,7 +16,8 @@ set -euo pipefail
 VEGETA_VERSION="v12.13.0"   # github.com/tsenart/vegeta/v12, pinned; change it here only
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-LOAD_TOOLS_HOME="${LOAD_TOOLS_HOME:-$here/.cache/load-tools}"
+CACHE="${FIBER_ENDPOINTS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/fiber-endpoints}"
+LOAD_TOOLS_HOME="${LOAD_TOOLS_HOME:-$CACHE/load-tools}"
 export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
 export GOFLAGS="${GOFLAGS:--mod=mod}"
 say() { printf 'install-load-tools: %s\n' "$*" >&2; }

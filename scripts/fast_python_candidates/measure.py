@@ -38,6 +38,7 @@ STACK = [*SERVE, "asgi-msgspec", "--port", str(PORT), "--model", MODEL]
 COMMANDS = {
     "uvicorn-asgi": [CANDIDATE, str(HERE / "servers.py"), "uvicorn", str(PORT)],
     "granian-rsgi": [CANDIDATE, str(HERE / "servers.py"), "granian", str(PORT)],
+    "granian-rsgi-st": [CANDIDATE, str(HERE / "servers.py"), "granian-st", str(PORT)],
     "blacksheep": [CANDIDATE, str(HERE / "servers.py"), "blacksheep", str(PORT)],
     "socketify": [CANDIDATE, str(HERE / "servers.py"), "socketify", str(PORT)],
     "asgi": STACK,

@@ -1,6 +1,6 @@
 """The candidate HTTP servers for docs/fast-python.md, each driving the same handler and predictor.
 
-Run one: ``python servers.py {uvicorn,granian,blacksheep,socketify} PORT``. Needs granian,
+Run one: ``python servers.py {uvicorn,granian,granian-st,blacksheep,socketify} PORT``. Needs granian,
 blacksheep and socketify, which are not project dependencies: install them in a scratch
 virtualenv together with the project (``pip install -e . granian blacksheep socketify``).
 """
@@ -103,13 +103,18 @@ def main(kind: str, port: int) -> None:
         from fiber_endpoints.stacks import ServeOptions, asgi_msgspec
 
         asgi_msgspec.serve(ServeOptions(model=MODEL, port=port))
-    elif kind == "granian":
-        from granian.constants import Interfaces, Loops
+    elif kind in ("granian", "granian-st"):
+        from granian.constants import HTTPModes, Interfaces, Loops, RuntimeModes, TaskImpl
         from granian.server import Server
 
+        # granian-st: single-threaded runtime, Rust task implementation, HTTP/1 only.
+        tuned: dict[str, Any] = {}
+        if kind == "granian-st":
+            tuned = {"runtime_mode": RuntimeModes.st, "task_impl": TaskImpl.rust,
+                     "http": HTTPModes.http1}  # fmt: skip
         Server("servers:rsgi_app", address="127.0.0.1", port=port, interface=Interfaces.RSGI,
                workers=1, runtime_threads=1, loop=Loops.uvloop, websockets=False,
-               log_access=False).serve()  # fmt: skip
+               log_access=False, **tuned).serve()  # fmt: skip
     elif kind == "blacksheep":
         import uvicorn
 

@@ -16,7 +16,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+from fiber_endpoints.paths import PROJECT_ROOT
+
 MODELS_DIR = PROJECT_ROOT / "models"
 DEFAULT_MODEL = MODELS_DIR / "regression" / "model.txt"
 

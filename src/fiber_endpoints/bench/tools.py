@@ -1,8 +1,8 @@
 """Where the load generators are: wrk (Debian), vegeta (Go module) and the trivial server.
 
 All are installed by ``scripts/install-load-tools.sh`` (``make load-tools``) into
-``.cache/load-tools`` (wrk from Debian into ``/usr/bin``). A missing tool is an error that names
-that command: the load lab never silently falls back to a weaker generator.
+``~/.cache/fiber-endpoints/load-tools`` (wrk from Debian into ``/usr/bin``). A missing tool
+is an error that names that command: the load lab never silently falls back to a weaker generator.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from fiber_endpoints.model import PROJECT_ROOT
+from fiber_endpoints.paths import CACHE_DIR
 
-TOOLS_HOME = Path(os.environ.get("LOAD_TOOLS_HOME", PROJECT_ROOT / ".cache" / "load-tools"))
+TOOLS_HOME = Path(os.environ.get("LOAD_TOOLS_HOME", CACHE_DIR / "load-tools"))
 INSTALL_HINT = "run scripts/install-load-tools.sh (make load-tools)"
 
 

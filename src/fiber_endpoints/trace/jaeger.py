@@ -1,7 +1,8 @@
 """A real Jaeger on loopback: find the install, start it with in-memory storage and an OTLP/HTTP
 receiver on free ports, wait until it answers, fetch traces by id, stop it.
 
-The install is ``scripts/install-jaeger.sh`` (cached under ``.cache/jaeger`` or ``$JAEGER_HOME``).
+The install is ``scripts/install-jaeger.sh`` (cached under ``~/.cache/fiber-endpoints/jaeger``
+or ``$JAEGER_HOME``).
 To use a Jaeger or OTLP collector you already run instead, skip this module: point the stacks at
 it with ``OTEL_EXPORTER_OTLP_ENDPOINT`` (see ``docs/tracing.md``).
 """
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fiber_endpoints.bench.servers import free_port, tail
-from fiber_endpoints.model import PROJECT_ROOT
+from fiber_endpoints.paths import CACHE_DIR, PROJECT_ROOT
 from fiber_endpoints.trace.spans import Span, parse_otlp
 
 INSTALL_SCRIPT = PROJECT_ROOT / "scripts" / "install-jaeger.sh"
@@ -77,7 +78,7 @@ class JaegerError(RuntimeError):
 
 
 def home() -> Path:
-    return Path(os.environ.get("JAEGER_HOME", PROJECT_ROOT / ".cache" / "jaeger"))
+    return Path(os.environ.get("JAEGER_HOME", CACHE_DIR / "jaeger"))
 
 
 @dataclass(frozen=True)
