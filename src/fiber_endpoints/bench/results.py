@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from fiber_endpoints import cpus
-from fiber_endpoints.model import PROJECT_ROOT
+from fiber_endpoints.paths import PROJECT_ROOT
 
 SCHEMA = "fiber-endpoints/results/1"
 RESULTS_DIR = PROJECT_ROOT / "results"

@@ -58,7 +58,7 @@ class Model:
 
     def predict(self, rows: list[list[float | None]]) -> list[Any]:
         x = np.array(rows, dtype=np.float64)  # None -> nan
-        out = self.booster.predict(x, num_threads=self.threads)
+        out = np.asarray(self.booster.predict(x, num_threads=self.threads))
         result: list[Any] = out.tolist()
         return result
 
@@ -79,8 +79,10 @@ class ContractMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if scope["type"] != "http" or scope["method"] != "POST" or path not in (
-            contract.INFERENCE_PATH, contract.BATCH_PATH
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or path not in (contract.INFERENCE_PATH, contract.BATCH_PATH)
         ):
             await self.app(scope, receive, send)
             return
@@ -107,7 +109,7 @@ class ContractMiddleware:
                 await _send_error(send, contract.body_too_large())
                 return
             more = message.get("more_body", False)
-        body = b"".join(chunks)
+        body: bytes | None = b"".join(chunks)
         started = time.perf_counter()
         token = inference_seconds.set(0.0)
 

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from fiber_endpoints.model import PROJECT_ROOT
+from fiber_endpoints.paths import PROJECT_ROOT
 from fiber_endpoints.stacks import ServeOptions
 
 GO_DIR = PROJECT_ROOT / "fiber"

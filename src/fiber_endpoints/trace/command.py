@@ -18,6 +18,7 @@ from typing import Any
 from fiber_endpoints import model as model_mod
 from fiber_endpoints import stacks as stack_registry
 from fiber_endpoints.bench import servers
+from fiber_endpoints.paths import PROJECT_ROOT
 from fiber_endpoints.trace import client, jaeger, plots
 from fiber_endpoints.trace.breakdown import (
     COMPONENTS,
@@ -30,7 +31,7 @@ from fiber_endpoints.trace.breakdown import (
 )
 from fiber_endpoints.trace.spans import Span
 
-RESULTS_DIR = model_mod.PROJECT_ROOT / "results" / "trace"
+RESULTS_DIR = PROJECT_ROOT / "results" / "trace"
 
 
 @dataclass
