@@ -16,6 +16,7 @@ import json
 import os
 import re
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -70,6 +71,11 @@ def environment(name: str) -> dict[str, str]:
     return env
 
 
+def port_in_use() -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", PORT)) == 0
+
+
 def connect() -> RawClient:
     for _ in range(1200):  # a first lleaves compile can take a minute
         try:
@@ -92,6 +98,8 @@ def main() -> None:
     res: dict[str, dict[str, list[float]]] = {n: {k: [] for k in keys} for n in names}
     for r in range(rounds):
         for n in names:
+            if port_in_use():  # a stray server would be measured in place of this one
+                raise SystemExit(f"port {PORT} is already in use")
             proc = subprocess.Popen(COMMANDS[n], env=environment(n), stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL, start_new_session=True,
                                     preexec_fn=lambda: os.sched_setaffinity(0, {1}))  # fmt: skip

@@ -1,7 +1,7 @@
 """The candidate HTTP servers for docs/fast-python.md, each driving the same handler and predictor.
 
-Run one: ``python servers.py {uvicorn,granian,granian-st,blacksheep,socketify} PORT``. Needs granian,
-blacksheep and socketify, which are not project dependencies: install them in a scratch
+Run one: ``python servers.py {uvicorn,granian,granian-st,blacksheep,socketify} PORT``. Needs
+granian, blacksheep and socketify, which are not project dependencies: install them in a scratch
 virtualenv together with the project (``pip install -e . granian blacksheep socketify``).
 """
 
