@@ -99,6 +99,10 @@ def test_load_predictor_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(asgi_msgspec.load_predictor(path, 1, "lleaves"), LleavesPredictor)
     with pytest.raises(ValueError, match="expected one of"):
         asgi_msgspec.load_predictor(path, 1, "leaves")
+    # A compile that fails falls back to the C API.
+    with monkeypatch.context() as m:
+        m.setattr(LleavesPredictor, "__init__", lambda *a, **k: (_ for _ in ()).throw(OSError()))
+        assert isinstance(asgi_msgspec.load_predictor(path, 1, "lleaves"), CapiPredictor)
     # A compiled model that disagrees with LightGBM is never used.
     monkeypatch.setattr(LleavesPredictor, "predict_row", lambda self, row: 0.0)
     assert isinstance(asgi_msgspec.load_predictor(path, 1, "lleaves"), CapiPredictor)

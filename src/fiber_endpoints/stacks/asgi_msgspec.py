@@ -157,8 +157,8 @@ def load_predictor(path: Path, threads: int, kind: str | None = None) -> Predict
         from fiber_endpoints.stacks.lleaves_predictor import LleavesPredictor, check_parity
 
         compiled = LleavesPredictor(path, threads=threads)
-    except ImportError as exc:  # lleaves/llvmlite not installed
-        _log(f"lleaves unavailable ({exc}); predictor: LightGBM C API")
+    except Exception as exc:  # lleaves/llvmlite not installed, or the compile failed
+        _log(f"lleaves unavailable ({type(exc).__name__}: {exc}); predictor: LightGBM C API")
         return capi
     errors = check_parity(compiled, capi)
     if errors:
@@ -194,8 +194,8 @@ def serve(opts: ServeOptions) -> None:
             from fiber_endpoints.stacks.lleaves_predictor import ensure_compiled
 
             ensure_compiled(opts.model)
-        except ImportError:
-            pass  # load_predictor says so and uses the C API
+        except Exception:  # not installed, or the compile failed: load_predictor says so
+            pass  # and uses the C API
     # uvicorn shuts down gracefully, then re-raises the signal it caught: make that an exit 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _exit_zero)
