@@ -37,7 +37,10 @@ COPY models/regression/model.txt /models/model.txt
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    FIBER_ENDPOINTS_MODEL=/models/model.txt
+    FIBER_ENDPOINTS_MODEL=/models/model.txt \
+    FIBER_ENDPOINTS_CACHE=/tmp/fiber-endpoints
+# The cache (lleaves' compiled model) is keyed by the CPU it runs on, so it is made at start in a
+# writable place, not at build time on another machine.
 USER 10001:10001
 # uvicorn stops on SIGTERM: stop accepting, finish in-flight requests, flush spans, exit 0.
 STOPSIGNAL SIGTERM
@@ -51,6 +54,7 @@ ENTRYPOINT ["fiber-endpoints", "serve", "fastapi", "--host", "0.0.0.0", "--port"
 
 FROM runtime AS asgi-msgspec
 EXPOSE 8002
-HEALTHCHECK --interval=5s --timeout=3s --start-period=30s --retries=3 \
+# The first start compiles the model with lleaves (20-60 s on one core).
+HEALTHCHECK --interval=5s --timeout=3s --start-period=120s --retries=3 \
     CMD ["python", "-c", "import json, urllib.request as u; assert json.load(u.urlopen('http://127.0.0.1:8002/health', timeout=2))['status'] == 'ok'"]
 ENTRYPOINT ["fiber-endpoints", "serve", "asgi-msgspec", "--host", "0.0.0.0", "--port", "8002"]

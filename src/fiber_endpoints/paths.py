@@ -10,7 +10,17 @@ import os
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-CACHE_DIR = Path(
-    os.environ.get("FIBER_ENDPOINTS_CACHE")
-    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fiber-endpoints"
-)
+CACHE_ENV = "FIBER_ENDPOINTS_CACHE"
+
+
+def cache_dir() -> Path:
+    """``$FIBER_ENDPOINTS_CACHE``, else ``$XDG_CACHE_HOME/fiber-endpoints``, else ``~/.cache/...``
+    (read when called, so a container or a test can point it elsewhere)."""
+    explicit = os.environ.get(CACHE_ENV)
+    if explicit:
+        return Path(explicit).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
+    return Path(base).expanduser() / "fiber-endpoints"
+
+
+CACHE_DIR = cache_dir()

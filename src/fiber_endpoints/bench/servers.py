@@ -117,7 +117,7 @@ def start(
     port: int | None = None,
     extra_args: Sequence[str] = (),
     log_dir: Path | None = None,
-    timeout: float = 60.0,
+    timeout: float = 300.0,  # a first start may compile the model (lleaves: 20-60 s)
 ) -> Server:
     """Start stack ``name`` as its own process group, pinned to ``cpus`` from exec, and wait
     for ``/health``."""

@@ -24,17 +24,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from fiber_endpoints import cpus, model
+from fiber_endpoints import cpus, model, paths
 from fiber_endpoints.stacks.lgbm_capi import CapiPredictor, Row
 
-CACHE_ENV = "FIBER_ENDPOINTS_CACHE"
 _NAN = math.nan
 _MIN_ROWS_PER_THREAD = 64
 
 
 def cache_dir() -> Path:
-    base = os.environ.get(CACHE_ENV) or os.environ.get("XDG_CACHE_HOME") or "~/.cache"
-    return Path(base).expanduser() / "fiber-endpoints" / "lleaves"
+    return paths.cache_dir() / "lleaves"
 
 
 def cache_path(model_path: Path, directory: Path | None = None) -> Path:
