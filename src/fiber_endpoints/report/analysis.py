@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from fiber_endpoints import stats
+from fiber_endpoints.bench import summary
 
 CONTROL = "fastapi"
 STALL_FACTOR = 20.0  # a closed-loop step whose max exceeds 20x its p99 hid a stall
@@ -259,37 +260,36 @@ def ceiling_rps(load: dict[str, Any]) -> tuple[float | None, float | None]:
 
 
 def sequential_rows(seq: dict[str, Any], control: str = CONTROL) -> list[dict[str, Any]]:
-    """Per stack: per-call latency percentiles (µs), the per-sample total (median), the proof of
-    concept's mean diff. vs control, the ratio of median per-call latency with a bootstrap CI,
-    and the median Server-Timing (inference, app) in ms."""
+    """Per stack: the proof of concept's columns as ``bench`` prints them (``bench/summary.py``:
+    mean and median seconds per sample, mean diff. vs control, Server-Timing medians), plus
+    per-call percentiles incl. p99.9 (µs) and the ratio of median per-call latency to the control
+    with a bootstrap CI."""
     stacks_raw = seq.get("stacks", {})
-    names = stack_order(stacks_raw, control)
+    if not stacks_raw:
+        return []
+    base = {r.stack: r for r in summary.sequential_rows({"sequential": seq}, control)}
     ctrl_calls = np.asarray(
         [x for sample in stacks_raw.get(control, {}).get("latencies_s", []) for x in sample]
     )
-    ctrl_total = median([sum(s) for s in stacks_raw.get(control, {}).get("latencies_s", [])])
     rows = []
-    for name in names:
-        raw = stacks_raw[name]
-        samples = raw.get("latencies_s", [])
+    for name in stack_order(stacks_raw, control):
+        samples = stacks_raw[name].get("latencies_s", [])
         calls = np.asarray([x for s in samples for x in s], dtype=np.float64)
         if calls.size == 0:
             continue
-        totals = [float(sum(s)) for s in samples]
+        b = base[name]
         row: dict[str, Any] = {
             "stack": name,
             "samples": len(samples),
             "calls": int(calls.size),
-            "total_s": median(totals),
+            "mean_total_s": b.mean_s,
+            "total_s": b.median_s,
             **{k: v * 1e6 for k, v in stats.percentile_p999(calls.tolist()).items()},
+            "inference_ms": b.inference_p50_ms,
+            "app_ms": b.app_p50_ms,
+            "mean_diff_pct": b.diff_vs_control_pct,
         }
-        timing = raw.get("server_timing_ms") or []
-        flat = np.asarray(timing, dtype=np.float64).reshape(-1, 2) if len(timing) else None
-        if flat is not None and flat.size:
-            row["inference_ms"] = float(np.median(flat[:, 0]))
-            row["app_ms"] = float(np.median(flat[:, 1]))
-        if ctrl_calls.size and ctrl_total:
-            row["mean_diff_pct"] = stats.mean_diff_percent(row["total_s"], ctrl_total)
+        if ctrl_calls.size:
             r = stats.bootstrap_ratio_of_medians(calls, ctrl_calls, resamples=1000)
             row["ratio"] = {"ratio": r["ratio"], "low": r["low"], "high": r["high"]}
         rows.append(row)

@@ -285,6 +285,7 @@ def sequential_section(seq: dict[str, Any], plot_dir: Path, rel: str) -> list[st
         rows.append(
             [
                 f"`{r['stack']}`",
+                _n(r["mean_total_s"], ".4f"),
                 _n(r["total_s"], ".4f"),
                 _n(r["p50"], ",.0f"),
                 _n(r["p90"], ",.0f"),
@@ -299,6 +300,7 @@ def sequential_section(seq: dict[str, Any], plot_dir: Path, rel: str) -> list[st
     lines += _table(
         [
             "stack",
+            f"mean s per {seq.get('calls')} calls",
             f"median s per {seq.get('calls')} calls",
             "p50 µs",
             "p90 µs",
@@ -341,7 +343,7 @@ def write(results: dict[str, Any], out_md: Path) -> list[Path]:
         "",
         f"- Run: {results.get('created', '?')}; command: `{' '.join(results.get('command', []))}`",
         f"- Machine: {machine.get('cpu_model', machine.get('cpu', '?'))}, "
-        f"{machine.get('cores', machine.get('cpus', '?'))} cores",
+        f"{machine.get('logical_cpus', '?')} logical CPUs",
         f"- Placement: {results.get('placement', load.get('placement', {}))}",
         "",
     ]
