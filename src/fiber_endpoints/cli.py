@@ -74,11 +74,12 @@ def _bench(args: argparse.Namespace) -> int:
     if args.tracing_cost:
         from fiber_endpoints.trace import cost
 
-        config.phases.append(("tracing_cost", cost.phase))
+        config.phases.append(runner.Phase("tracing_cost", cost.phase))
     if args.load:
         from fiber_endpoints.bench import load
 
-        config.phases.append(("load", load.phase(args)))
+        # The load lab starts a fresh server per stack and round.
+        config.phases.append(runner.Phase("load", load.phase(args), needs_servers=False))
     path, doc = runner.run(config)
     runner.print_summary(doc)
     if "tracing_cost" in doc:

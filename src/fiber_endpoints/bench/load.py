@@ -625,11 +625,12 @@ def summary_table(load: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def phase(args: argparse.Namespace) -> Callable[[dict[str, Any], dict[str, Any], Any], Any]:
-    """The load phase for ``bench/runner.py``: ``config.phases.append(("load", phase(args)))``.
+    """The load phase for ``bench/runner.py``, as
+    ``runner.Phase("load", phase(args), needs_servers=False)``.
 
     Only parity-checked stacks are loaded. Each is started afresh per round (the runner's own
-    instance stays idle meanwhile); ``--target`` endpoints are loaded where they are. Placement
-    comes from the results document, so it is the run's placement."""
+    instance has been stopped by then); ``--target`` endpoints are loaded where they are.
+    Placement comes from the results document, so it is the run's placement."""
     config = config_from_args(args)
 
     def run_phase(healthy: dict[str, Any], doc: dict[str, Any], bench: Any) -> dict[str, Any]:
@@ -677,10 +678,16 @@ def summary_markdown(load: dict[str, Any]) -> str:
     """The throughput-at-SLO table printed at the end of ``bench`` (the report has more)."""
     cfg = load.get("config", {})
     ceiling = load.get("ceiling") or {}
+    measured = ceiling.get("closed_rps") and ceiling.get("open_rps")
+    ceiling_text = (
+        f"{ceiling['closed_rps']:,.0f} / {ceiling['open_rps']:,.0f} req/s"
+        if measured
+        else "not measured (--no-ceiling)"
+    )
     lines = [
         f"\nunder load ({load.get('generators', {}).get('closed', '?')} closed loop, "
         f"{load.get('generators', {}).get('open', '?')} open loop; generator ceiling "
-        f"{ceiling.get('closed_rps', 0):,.0f} / {ceiling.get('open_rps', 0):,.0f} req/s):",
+        f"{ceiling_text}):",
         "",
         "| stack | rounds | closed-loop peak req/s | "
         f"max rate with p99 <= {cfg.get('slo_ms')} ms |",

@@ -24,6 +24,17 @@ from fiber_endpoints.bench import parity, results, sequential, servers, summary
 console = Console(stderr=True)
 
 
+@dataclass(frozen=True)
+class Phase:
+    """``run(servers, doc, config)`` -> JSON-able raw results. With ``needs_servers`` it runs
+    while the sequential protocol's servers are up (it reuses them); otherwise after they have
+    stopped, so idle servers do not sit on the CPUs of a phase that starts its own."""
+
+    name: str
+    run: Callable[..., Any]
+    needs_servers: bool = True
+
+
 @dataclass
 class BenchConfig:
     stacks: list[str]
@@ -37,9 +48,9 @@ class BenchConfig:
     out_base: Path = results.RESULTS_DIR
     command: list[str] = field(default_factory=lambda: list(sys.argv))
     server_env: dict[str, str] = field(default_factory=dict)
-    # Extra phases (load lab, tracing cost) run after the sequential protocol, on parity-checked
-    # servers: (name, function(servers, doc, config) -> JSON-able raw results).
-    phases: list[tuple[str, Callable[..., Any]]] = field(default_factory=list)
+    # Extra phases (tracing cost, load lab) after the sequential protocol, on parity-checked
+    # stacks only; each result is stored under its name in the results document.
+    phases: list[Phase] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -139,8 +150,13 @@ def run(config: BenchConfig) -> tuple[Path, dict[str, Any]]:
                     console.print(f"  {err}")
         if healthy:
             doc["sequential"] = _sequential(config, healthy, golden.num_features)
-            for phase_name, phase in config.phases:
-                doc[phase_name] = phase(healthy, doc, config)
+            for phase in config.phases:
+                if phase.needs_servers:
+                    doc[phase.name] = phase.run(healthy, doc, config)
+    if healthy:
+        for phase in config.phases:
+            if not phase.needs_servers:
+                doc[phase.name] = phase.run(healthy, doc, config)
     path = results.write(doc, out_dir)
     return path, doc
 
