@@ -20,6 +20,7 @@ import pytest
 
 from fiber_endpoints import model, stacks
 from fiber_endpoints.bench import servers
+from fiber_endpoints.bench.client import RawClient, Response, row_body
 from fiber_endpoints.trace import client, jaeger
 from fiber_endpoints.trace.breakdown import ClientCall, RequestBreakdown, breakdown
 from fiber_endpoints.trace.spans import SERVER, Span
@@ -51,8 +52,8 @@ class Exchange:
     unsampled_trace_ids: list[str]
 
 
-def _post(conn: client.Connection, path: str, body: bytes, tp: str) -> client.Response:
-    return conn.request(conn.encode(path, body, {"traceparent": tp}))
+def _post(conn: RawClient, path: str, body: bytes, tp: str) -> Response:
+    return conn.send(conn.prepare("POST", path, body, {"traceparent": tp}))
 
 
 @pytest.fixture(scope="module", params=STACKS)
@@ -66,7 +67,7 @@ def exchange(
         host, port = server.host_port
         rows = model.load_golden(MODEL).rows
         single = client.send_traced(host, port, rows, TRACED, warmup=0)
-        conn = client.Connection(host, port)
+        conn = RawClient(f"http://{host}:{port}")
         try:
             trace_id, span_id = client.new_ids()
             body = json.dumps({"data": [[0.5] * len(rows[0])] * BATCH_ROWS}).encode()
@@ -77,7 +78,7 @@ def exchange(
             for row in rows[:UNSAMPLED]:
                 trace_id, span_id = client.new_ids()
                 tp = client.traceparent(trace_id, span_id, client.NOT_SAMPLED)
-                assert _post(conn, "/inference", client.body_for(row), tp).status == 200
+                assert _post(conn, "/inference", row_body(row), tp).status == 200
                 unsampled.append(trace_id)
         finally:
             conn.close()

@@ -80,6 +80,7 @@ def test_row_body_writes_nan_as_null() -> None:
         ("inference;dur=0.037, app;dur=0.068", {"inference": 0.037, "app": 0.068}),
         ('app;desc="handler";dur=2', {"app": 2.0}),
         ("cache, app;dur=bad", {}),
+        ('inference;desc="x";dur=1, app;DUR="2.5"', {"inference": 1.0, "app": 2.5}),
         (None, {}),
     ],
 )

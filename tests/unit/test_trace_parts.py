@@ -21,23 +21,6 @@ def test_traceparent_is_w3c_with_fresh_nonzero_ids() -> None:
     assert client.new_ids() != (trace_id, span_id)
 
 
-@pytest.mark.parametrize(
-    ("header", "parsed"),
-    [
-        ("inference;dur=0.123456, app;dur=0.5", {"inference": 0.123456, "app": 0.5}),
-        ('inference;desc="x";dur=1, app;dur="2.5"', {"inference": 1.0, "app": 2.5}),
-        ("cache, app;DUR=3", {"app": 3.0}),
-        ("", {}),
-    ],
-)
-def test_parse_server_timing(header: str, parsed: dict[str, float]) -> None:
-    assert client.parse_server_timing(header) == parsed
-
-
-def test_body_for_writes_nan_as_null() -> None:
-    assert client.body_for([1.5, float("nan")]) == b'{"data": [1.5, null]}'
-
-
 class _Echo(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 

@@ -206,7 +206,7 @@ def parse_server_timing(value: str | None) -> dict[str, float]:
         name, *params = (p.strip() for p in metric.split(";"))
         for param in params:
             key, _, val = param.partition("=")
-            if name and key.strip() == "dur":
+            if name and key.strip().lower() == "dur":  # parameter names are case-insensitive
                 try:
                     out[name] = float(val.strip('"'))
                 except ValueError:
