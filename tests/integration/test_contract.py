@@ -116,6 +116,17 @@ def test_server_timing_on_inference(client: RawClient) -> None:
         assert 0 < timing["inference"] <= timing["app"] < 1000
 
 
+def test_server_timing_only_where_the_handler_answered(client: RawClient) -> None:
+    """A 422 reached the handler (inference 0); a 400 did not: the same in every stack."""
+    resp = send(client, "POST", "/inference", json.dumps({"data": [1.0, 2.0]}).encode())
+    assert resp.status == 422
+    timing = parse_server_timing(resp.headers.get("server-timing"))
+    assert set(timing) == {"inference", "app"} and timing["inference"] == 0
+    resp = send(client, "POST", "/inference", b'{"data": [1,')
+    assert resp.status == 400
+    assert "server-timing" not in resp.headers
+
+
 def test_parity_on_golden_set(server: servers.Server) -> None:
     result = parity.check(server.url, model.load_golden(MODELS["regression"]))
     assert result.ok, result.errors

@@ -121,7 +121,8 @@ class ContractMiddleware:
             return message
 
         async def timed_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
+            # As in every stack: on responses the handler made (2xx, 422), not on a 400.
+            if message["type"] == "http.response.start" and message["status"] in (200, 422):
                 value = contract.server_timing(
                     inference_seconds.get(), time.perf_counter() - started
                 )
