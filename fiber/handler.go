@@ -86,6 +86,9 @@ func NewApp(pred *Predictor, config ...Config) *fiber.App {
 		BodyLimit:               cfg.ReadLimit,
 		ErrorHandler:            s.errorHandler,
 		DisableHeadAutoRegister: true,
+		// Paths are exact, as in the Python stacks: /inference/ and /INFERENCE are 404s.
+		StrictRouting: true,
+		CaseSensitive: true,
 	})
 	// Fiber runs a route's handlers in order: the span middleware goes first.
 	inference, batch := []any{s.inference}, []any{s.batch}

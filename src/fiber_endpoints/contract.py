@@ -85,6 +85,11 @@ def batch_too_large(rows: int) -> ContractError:
     return ContractError(422, f"data: batch has {rows} rows, at most {MAX_BATCH_ROWS} allowed")
 
 
+def non_finite_output() -> ContractError:
+    """Never a silent wrong answer: JSON cannot carry NaN/Infinity, and null would lie."""
+    return ContractError(500, "the model produced a value that is not a finite number")
+
+
 def is_json_content_type(value: str | None) -> bool:
     return value is not None and value.split(";", 1)[0].strip().lower() == JSON_CONTENT_TYPE
 

@@ -59,6 +59,8 @@ class Model:
     def predict(self, rows: list[list[float | None]]) -> list[Any]:
         x = np.array(rows, dtype=np.float64)  # None -> nan
         out = np.asarray(self.booster.predict(x, num_threads=self.threads))
+        if not np.isfinite(out).all():
+            raise contract.non_finite_output()
         result: list[Any] = out.tolist()
         return result
 
@@ -91,11 +93,6 @@ class ContractMiddleware:
         if length is not None and length.isdigit() and int(length) > contract.MAX_BODY_BYTES:
             await _send_error(send, contract.body_too_large())
             return
-        content_type = headers.get(b"content-type", b"").decode("latin-1")
-        if not contract.is_json_content_type(content_type):
-            await _send_error(send, contract.wrong_content_type())
-            return
-
         # Buffer the body here, so a chunked body over the limit is a 413 and not a parse error.
         chunks: list[bytes] = []
         received, more = 0, True
@@ -109,6 +106,11 @@ class ContractMiddleware:
                 await _send_error(send, contract.body_too_large())
                 return
             more = message.get("more_body", False)
+        # The contract's order: body size, then content type.
+        content_type = headers.get(b"content-type", b"").decode("latin-1")
+        if not contract.is_json_content_type(content_type):
+            await _send_error(send, contract.wrong_content_type())
+            return
         body: bytes | None = b"".join(chunks)
         started = time.perf_counter()
         token = inference_seconds.set(0.0)
@@ -150,6 +152,16 @@ def _field_name(loc: tuple[Any, ...]) -> str:
     return name or "body"
 
 
+def _overflows_float(value: Any) -> bool:
+    """A JSON integer literal too large for a float64 (``1`` followed by 400 zeros)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            float(value)
+        except OverflowError:
+            return True
+    return False
+
+
 def validation_error(errors: list[dict[str, Any]], n_features: int, batch: bool) -> ContractError:
     """Turn pydantic's first error into the contract's message for the same field."""
     err = errors[0]
@@ -161,7 +173,7 @@ def validation_error(errors: list[dict[str, Any]], n_features: int, batch: bool)
         return contract.not_an_object()
     if kind == "missing":
         return contract.missing_data()
-    if kind == "finite_number":
+    if kind == "finite_number" or _overflows_float(err.get("input")):
         return contract.out_of_range(field)
     if kind == "list_type":
         return contract.not_a_batch() if batch else contract.not_an_array(field, n_features)
@@ -201,7 +213,10 @@ def create_app(model_path: Path | None = None) -> FastAPI:
         yield
         tracing.shutdown()  # flush spans on graceful stop
 
-    app = FastAPI(title="fiber-endpoints control (FastAPI)", lifespan=lifespan)
+    # No redirect from /inference/ to /inference: paths are exact in every stack.
+    app = FastAPI(
+        title="fiber-endpoints control (FastAPI)", lifespan=lifespan, redirect_slashes=False
+    )
     app.router.route_class = StrictJSONRoute
 
     @app.exception_handler(ContractError)
@@ -220,6 +235,8 @@ def create_app(model_path: Path | None = None) -> FastAPI:
             err = contract.not_found(request.url.path)
         elif exc.status_code == 405:
             err = contract.method_not_allowed(request.method, request.url.path)
+        elif exc.status_code == 400:  # FastAPI could not decode the body (e.g. not UTF-8)
+            err = contract.malformed_json()
         else:
             err = ContractError(exc.status_code, str(exc.detail))
         return JSONResponse(err.body(), status_code=err.status, headers=exc.headers)
