@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import socket
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -212,10 +211,3 @@ def parse_server_timing(value: str | None) -> dict[str, float]:
                 except ValueError:
                     pass
     return out
-
-
-def timed(client: Client, prepared: Any) -> tuple[float, Response]:
-    """One call; seconds from before the send to the whole response read."""
-    t0 = time.perf_counter()
-    resp = client.send(prepared)
-    return time.perf_counter() - t0, resp

@@ -171,6 +171,7 @@ def _sequential(
         TextColumn("{task.completed}/{task.total} samples"),
         TimeRemainingColumn(),
         console=console,
+        auto_refresh=False,  # no refresh thread competing with the timed calls for the GIL
     ) as bar:
         task = bar.add_task("seq", total=config.samples, client=config.client)
         raw = sequential.run(
@@ -180,7 +181,7 @@ def _sequential(
             calls=config.calls,
             client_kind=config.client,
             warmup_calls=config.warmup_calls,
-            progress=lambda done, _total: bar.update(task, completed=done),
+            progress=lambda done, _total: bar.update(task, completed=done, refresh=True),
         )
     return {
         "client": config.client,

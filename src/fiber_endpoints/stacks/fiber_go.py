@@ -29,11 +29,22 @@ BUILD_COMMAND = [
 ]
 
 
-def binary() -> Path:
-    """The Go binary, built if it is missing (``make`` normally builds it first)."""
+def _stale() -> bool:
     if not BINARY.exists():
+        return True
+    built = BINARY.stat().st_mtime
+    sources = [*GO_DIR.glob("*.go"), GO_DIR / "go.mod", GO_DIR / "go.sum"]
+    return any(p.stat().st_mtime > built for p in sources if p.exists())
+
+
+def binary() -> Path:
+    """The Go binary, (re)built when missing or older than its sources, so a run outside
+    ``make`` never times a stale server."""
+    if _stale():
         if shutil.which("go") is None:
-            raise FileNotFoundError(f"{BINARY} is missing and no Go toolchain to build it")
+            raise FileNotFoundError(
+                f"{BINARY} is missing or older than fiber/*.go, and no Go toolchain builds it"
+            )
         subprocess.run(
             BUILD_COMMAND, cwd=GO_DIR, check=True, env={**os.environ, "CGO_ENABLED": "0"}
         )
