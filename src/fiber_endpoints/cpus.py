@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 CGROUP_V2_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
@@ -39,6 +40,15 @@ def cgroup_cpu_limit(
 
 def affinity() -> list[int]:
     return sorted(os.sched_getaffinity(0))
+
+
+def pin_on_exec(cpus: Iterable[int] | None) -> Callable[[], None] | None:
+    """A ``preexec_fn`` placing a child on ``cpus`` before it ``exec``s, so its thread pools are
+    sized for them from the start (None: leave it where it is)."""
+    pin = set(cpus or ())
+    if not pin:
+        return None
+    return lambda: os.sched_setaffinity(0, pin)
 
 
 def usable_cpus() -> int:

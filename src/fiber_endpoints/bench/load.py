@@ -61,6 +61,7 @@ import numpy as np
 
 from fiber_endpoints import contract
 from fiber_endpoints.bench import procstat, servers, tools, vegeta, wrk
+from fiber_endpoints.cpus import pin_on_exec
 
 SCHEMA = "fiber-endpoints.load/1"
 ALL_MODES = ("closed", "open", "batch")
@@ -459,7 +460,7 @@ def measure_ceiling(config: LoadConfig, bodies: Sequence[bytes]) -> dict[str, An
         [str(binary), str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        preexec_fn=lambda: os.sched_setaffinity(0, pin),
+        preexec_fn=pin_on_exec(pin),
         start_new_session=True,
     )
     target = Target("trivial-server", f"http://127.0.0.1:{port}", proc.pid)

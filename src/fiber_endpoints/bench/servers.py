@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from fiber_endpoints import stacks
+from fiber_endpoints.cpus import pin_on_exec
 
 
 class ServerError(RuntimeError):
@@ -129,10 +130,6 @@ def start(
     log_path = log_dir / f"{name}-{port}.log"
     pin = set(cpus) if cpus else None
 
-    def place() -> None:
-        if pin:
-            os.sched_setaffinity(0, pin)
-
     log = log_path.open("wb")
     proc = subprocess.Popen(
         cmd,
@@ -140,7 +137,7 @@ def start(
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
-        preexec_fn=place,
+        preexec_fn=pin_on_exec(pin),
         start_new_session=True,
     )
     log.close()

@@ -28,6 +28,7 @@ import numpy as np
 
 from fiber_endpoints import stats
 from fiber_endpoints.bench import tools
+from fiber_endpoints.cpus import pin_on_exec
 
 MAX_WORKERS = 512  # bounded concurrency; a full pool is still charged via intended times
 
@@ -169,10 +170,6 @@ def run(
     vegeta = str(tools.vegeta())
     pin = set(cpus) if cpus else None
 
-    def place() -> None:
-        if pin:
-            os.sched_setaffinity(0, pin)
-
     total = warmup_s + duration_s
     with tempfile.TemporaryDirectory() as tmp:
         tfile = Path(tmp) / "targets.json"
@@ -192,7 +189,11 @@ def run(
         ]
         before = os.times()
         proc = subprocess.run(
-            cmd, capture_output=True, preexec_fn=place, timeout=total + timeout_s + 60, check=False
+            cmd,
+            capture_output=True,
+            preexec_fn=pin_on_exec(pin),
+            timeout=total + timeout_s + 60,
+            check=False,
         )
         after = os.times()
         if proc.returncode != 0:

@@ -27,6 +27,7 @@ from typing import Any
 
 from fiber_endpoints import stats
 from fiber_endpoints.bench import tools
+from fiber_endpoints.cpus import pin_on_exec
 
 # done() writes the summary and the full latency record; `#latency` is the number of distinct
 # values and `latency(i)` returns (value µs, count) of the i-th.
@@ -149,10 +150,6 @@ def _run(
     SIGINT, on which it prints its results and runs ``done()`` as at the end of ``-d``)."""
     pin = set(cpus) if cpus else None
 
-    def place() -> None:
-        if pin:
-            os.sched_setaffinity(0, pin)
-
     full = [*cmd[:3], f"-d{math.ceil(seconds) + 2}s", *cmd[3:]]
     proc = subprocess.Popen(
         full,
@@ -160,7 +157,7 @@ def _run(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
-        preexec_fn=place,
+        preexec_fn=pin_on_exec(pin),
     )
     try:
         try:
