@@ -109,16 +109,6 @@ class LoadConfig:
             rounds=3,
         )
 
-    def step_count(self) -> int:
-        n = 0
-        if "closed" in self.modes:
-            n += len(self.connections)
-        if "open" in self.modes:
-            n += len(self.rates or self.rate_fractions)
-        if "batch" in self.modes:
-            n += len(self.batch_sizes)
-        return n
-
     def seconds_per_stack(self) -> float:
         s = self.startup_estimate_s
         if "closed" in self.modes:

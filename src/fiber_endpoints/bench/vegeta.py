@@ -161,12 +161,8 @@ def run(
     cpus: Sequence[int] | None = None,
     timeout_s: float = 10.0,
     max_workers: int = MAX_WORKERS,
-    keep_raw: Path | None = None,
 ) -> OpenResult:
-    """One constant-rate attack of ``warmup_s + duration_s``; the warm-up part is dropped.
-
-    ``keep_raw`` copies vegeta's binary result file there (every request, re-readable with
-    ``vegeta report``)."""
+    """One constant-rate attack of ``warmup_s + duration_s``; the warm-up part is dropped."""
     vegeta = str(tools.vegeta())
     pin = set(cpus) if cpus else None
 
@@ -204,9 +200,6 @@ def run(
             check=True,
             timeout=120,
         )
-        if keep_raw is not None:
-            keep_raw.parent.mkdir(parents=True, exist_ok=True)
-            keep_raw.write_bytes(out.read_bytes())
     client_cpu = (after.children_user - before.children_user) + (
         after.children_system - before.children_system
     )

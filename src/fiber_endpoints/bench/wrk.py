@@ -181,13 +181,13 @@ def run(
     *,
     connections: int,
     duration_s: float,
-    warmup_s: float = 0.0,
     cpus: Sequence[int] | None = None,
     timeout_s: float = 10.0,
     threads: int = 1,
     script_dir: Path | None = None,
 ) -> WrkResult:
-    """Warm up (discarded), then one measured closed-loop run of ``duration_s``."""
+    """One measured closed-loop run of ``duration_s`` (the caller warms up with a run of its own,
+    outside its CPU accounting)."""
     wrk = str(tools.wrk())
     with tempfile.TemporaryDirectory(dir=script_dir) as tmp:
         script = Path(tmp) / "post.lua"
@@ -205,8 +205,6 @@ def run(
             str(script),
             url,
         ]
-        if warmup_s > 0:
-            _run(cmd, env, cpus, warmup_s, timeout_s + 30)
         before = os.times()  # wrk's own CPU: our reaped children's times over the run
         _run(cmd, env, cpus, duration_s, timeout_s + 30)
         after = os.times()
