@@ -116,3 +116,22 @@ def test_bootstrap_from_histograms_agrees_with_raw_values() -> None:
 def test_bootstrap_needs_values() -> None:
     with pytest.raises(ValueError):
         stats.bootstrap_ratio_of_medians([], [1.0])
+
+
+def test_block_bootstrap_sees_the_spread_between_samples() -> None:
+    """Calls within a sample share the machine's state: a slow sample moves all its calls.
+    Resampling whole samples must give a wider interval than resampling single calls."""
+    rng = np.random.default_rng(3)
+    level = rng.lognormal(sigma=0.3, size=40)  # per-sample drift, shared by both stacks
+    noise = rng.lognormal(sigma=0.3, size=40)  # per-sample drift of the stack alone
+    control = [list(lv * (1 + 0.01 * rng.standard_normal(100))) for lv in level]
+    sample = [list(0.5 * lv * nv * (1 + 0.01 * rng.standard_normal(100)))
+              for lv, nv in zip(level, noise, strict=True)]  # fmt: skip
+    blocks = stats.bootstrap_ratio_of_medians_paired_blocks(sample, control, seed=1)
+    calls = stats.bootstrap_ratio_of_medians(
+        [x for b in sample for x in b], [x for b in control for x in b], resamples=500, seed=1
+    )
+    assert blocks["low"] <= blocks["ratio"] <= blocks["high"]
+    assert (blocks["high"] - blocks["low"]) > 2 * (calls["high"] - calls["low"])
+    same = stats.bootstrap_ratio_of_medians_paired_blocks(control, control)
+    assert same["ratio"] == same["low"] == same["high"] == 1.0

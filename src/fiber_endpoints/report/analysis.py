@@ -1,9 +1,9 @@
 """From a raw results document to the numbers the report shows: pure functions, no I/O.
 
 Rounds are the unit of repetition for throughput, throughput at SLO and CPU per request: a ratio
-against the control stack is the ratio of the medians over rounds, with a percentile bootstrap
-interval over rounds (shown only with 3 or more rounds). Latency ratios resample requests (from
-the merged HDR histograms of all rounds).
+against the control stack is the ratio of the medians over rounds, with the range of the
+per-round ratios. Latency ratios under load resample requests (from the merged HDR histograms of
+all rounds); the sequential ratio resamples whole interleaved samples.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ CONTROL = "fastapi"
 STALL_FACTOR = 20.0  # a closed-loop step whose max exceeds 20x its p99 hid a stall
 STALL_MIN_US = 50_000.0
 NEAR_CEILING = 0.7  # a stack above 70 % of the generator's ceiling is measured up to the tool
-MIN_ROUNDS_FOR_CI = 3
+MIN_ROUNDS_FOR_RANGE = 2
 
 
 def stack_order(names: Iterable[str], control: str = CONTROL) -> list[str]:
@@ -146,16 +146,21 @@ def open_steps(runs: Sequence[dict[str, Any]]) -> list[StepSummary]:
 
 
 def ratio_over_rounds(
-    values: Sequence[float | None], control: Sequence[float | None], seed: int = 0
+    values: Sequence[float | None], control: Sequence[float | None]
 ) -> dict[str, Any] | None:
+    """Median over median, and the range of the per-round ratios (round r of the stack against
+    round r of the control: they ran back to back). A bootstrap over 2-3 rounds would pretend
+    to a precision the data do not have; the range shows the spread as it is."""
+    pairs = [(float(v), float(c)) for v, c in zip(values, control, strict=False)
+             if v is not None and c is not None and c]  # fmt: skip
     a = [float(v) for v in values if v is not None]
     b = [float(v) for v in control if v is not None]
     if not a or not b:
         return None
-    res = stats.bootstrap_ratio_of_medians(a, b, seed=seed)
-    out: dict[str, Any] = {"ratio": res["ratio"], "n": min(len(a), len(b))}
-    if min(len(a), len(b)) >= MIN_ROUNDS_FOR_CI:
-        out["low"], out["high"] = res["low"], res["high"]
+    out: dict[str, Any] = {"ratio": float(np.median(a) / np.median(b)), "n": len(pairs)}
+    if len(pairs) >= MIN_ROUNDS_FOR_RANGE:
+        per_round = [v / c for v, c in pairs]
+        out["min"], out["max"] = min(per_round), max(per_round)
     return out
 
 
@@ -263,14 +268,12 @@ def sequential_rows(seq: dict[str, Any], control: str = CONTROL) -> list[dict[st
     """Per stack: the proof of concept's columns as ``bench`` prints them (``bench/summary.py``:
     mean and median seconds per sample, mean diff. vs control, Server-Timing medians), plus
     per-call percentiles incl. p99.9 (µs) and the ratio of median per-call latency to the control
-    with a bootstrap CI."""
+    with a CI from resampling whole interleaved samples (calls within one are correlated)."""
     stacks_raw = seq.get("stacks", {})
     if not stacks_raw:
         return []
     base = {r.stack: r for r in summary.sequential_rows({"sequential": seq}, control)}
-    ctrl_calls = np.asarray(
-        [x for sample in stacks_raw.get(control, {}).get("latencies_s", []) for x in sample]
-    )
+    ctrl_samples = stacks_raw.get(control, {}).get("latencies_s", [])
     rows = []
     for name in stack_order(stacks_raw, control):
         samples = stacks_raw[name].get("latencies_s", [])
@@ -289,8 +292,8 @@ def sequential_rows(seq: dict[str, Any], control: str = CONTROL) -> list[dict[st
             "app_ms": b.app_p50_ms,
             "mean_diff_pct": b.diff_vs_control_pct,
         }
-        if ctrl_calls.size:
-            r = stats.bootstrap_ratio_of_medians(calls, ctrl_calls, resamples=1000)
+        if ctrl_samples:
+            r = stats.bootstrap_ratio_of_medians_paired_blocks(samples, ctrl_samples)
             row["ratio"] = {"ratio": r["ratio"], "low": r["low"], "high": r["high"]}
         rows.append(row)
     return rows

@@ -23,7 +23,9 @@ def _ratio(r: dict[str, Any] | None) -> str:
         return "—"
     if "low" in r:
         return f"{r['ratio']:.2f} [{r['low']:.2f}, {r['high']:.2f}]"
-    return f"{r['ratio']:.2f} (n={r['n']}, no CI)"
+    if "min" in r:
+        return f"{r['ratio']:.2f} (rounds {r['min']:.2f}-{r['max']:.2f})"
+    return f"{r['ratio']:.2f} (n={r['n']})"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -105,7 +107,7 @@ def load_sections(load: dict[str, Any], plot_dir: Path, rel: str) -> list[str]:
             "closed-loop peak req/s",
             "p99 at peak (ms)",
             f"max rate with p99 ≤ {slo_ms} ms (req/s)",
-            "× control [95% CI]",
+            "× control (range over rounds)",
             "peak × control",
             "CPU µs/req at peak",
             "CPU × control",
@@ -115,8 +117,8 @@ def load_sections(load: dict[str, Any], plot_dir: Path, rel: str) -> list[str]:
     )
     lines += [
         "Medians over rounds. Ratios are median over median against the control stack "
-        f"(`{analysis.CONTROL}`), with a percentile bootstrap interval over rounds (shown with "
-        f"{analysis.MIN_ROUNDS_FOR_CI}+ rounds). The rate at SLO is the highest rate tried, so its "
+        f"(`{analysis.CONTROL}`), with the range of the per-round ratios (round r of a stack "
+        "against round r of the control). The rate at SLO is the highest rate tried, so its "
         "resolution is the spacing of the rate plan.",
         "",
     ]
@@ -129,7 +131,8 @@ def load_sections(load: dict[str, Any], plot_dir: Path, rel: str) -> list[str]:
         lines += _table(
             [
                 "stack",
-                "median latency × control, lowest connection count [95% CI, resampling requests]",
+                "median latency × control, lowest connection count [95% CI resampling requests; "
+                "requests in one step are correlated, so it understates the spread over rounds]",
             ],
             lat_rows,
         )
@@ -309,7 +312,7 @@ def sequential_section(seq: dict[str, Any], plot_dir: Path, rel: str) -> list[st
             "inference ms",
             "app ms",
             "mean diff. vs control",
-            "p50 × control [95% CI]",
+            "p50 × control [95% CI, resampling whole samples]",
         ],
         rows,
     )
