@@ -126,8 +126,13 @@ def test_every_traced_request_arrives_with_one_server_and_one_inference_span(
         assert r.inference.attributes[ATTR_ROWS] == 1
         assert r.inference.attributes[ATTR_FEATURES] == n_features
         assert 0 < r.inference_ns <= r.server_ns
-        assert r.server.start_ns <= r.inference.start_ns
-        assert r.inference.end_ns <= r.server.end_ns
+        # Nested in time. Each span's start is a wall-clock reading and its end is start plus a
+        # monotonic duration (the Go and Python SDKs both do this), so a wall-clock step of the
+        # VM between the two starts shifts the child against its parent: seen here once, by
+        # 18 µs under load. Allow a skew far below any duration that matters here.
+        skew = 500_000
+        assert r.server.start_ns <= r.inference.start_ns + skew
+        assert r.inference.end_ns <= r.server.end_ns + skew
         # Server-Timing's inference is the predictor call alone: inside the span
         assert r.call.server_timing["inference"] * 1e6 <= r.inference_ns + 1_000
         assert r.call.server_timing["app"] > 0
