@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from fiber_endpoints import model, stacks
@@ -100,10 +99,6 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def default_model() -> Path:
-    return Path(os.environ.get("FIBER_ENDPOINTS_MODEL", model.DEFAULT_MODEL))
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fiber-endpoints", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -125,8 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model",
         type=Path,
-        default=default_model(),
-        help="LightGBM text model (env FIBER_ENDPOINTS_MODEL)",
+        default=model.default_model(),
+        help=f"LightGBM text model (env {model.MODEL_ENV})",
     )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="0 = the stack's default port")
@@ -142,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=URL",
         help="an endpoint already running (repeatable); parity is checked too",
     )
-    p.add_argument("--model", type=Path, default=default_model())
+    p.add_argument("--model", type=Path, default=model.default_model())
     p.add_argument("--samples", type=int, default=50, help="samples per stack (seed: 50)")
     p.add_argument("--calls", type=int, default=100, help="sequential calls per sample (seed: 100)")
     p.add_argument(

@@ -6,6 +6,7 @@ one place each; the Go stack mirrors these messages.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 MAX_BODY_BYTES = 1_048_576
@@ -88,6 +89,11 @@ def batch_too_large(rows: int) -> ContractError:
 def non_finite_output() -> ContractError:
     """Never a silent wrong answer: JSON cannot carry NaN/Infinity, and null would lie."""
     return ContractError(500, "the model produced a value that is not a finite number")
+
+
+def reject_json_constant(token: str) -> float:
+    """``json.loads(..., parse_constant=...)``: ``NaN``/``Infinity`` are not JSON (RFC 8259)."""
+    raise json.JSONDecodeError(f"{token} is not JSON", token, 0)
 
 
 def is_json_content_type(value: str | None) -> bool:

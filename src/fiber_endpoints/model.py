@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,12 @@ from fiber_endpoints.paths import PROJECT_ROOT
 
 MODELS_DIR = PROJECT_ROOT / "models"
 DEFAULT_MODEL = MODELS_DIR / "regression" / "model.txt"
+MODEL_ENV = "FIBER_ENDPOINTS_MODEL"  # the model every stack and command uses when not given
+
+
+def default_model() -> Path:
+    return Path(os.environ.get(MODEL_ENV, DEFAULT_MODEL))
+
 
 Objective = Literal["regression", "binary", "multiclass"]
 

@@ -7,9 +7,18 @@ benchmark and the tests: ``fiber-endpoints serve NAME --host H --port P --model 
 
 from __future__ import annotations
 
+import signal
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+
+def exit_zero_on_stop_signal() -> None:
+    """uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal it caught:
+    make that re-raise an exit 0, as a graceful stop should report."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: sys.exit(0))
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -30,10 +28,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fiber_endpoints import contract, cpus, tracing
 from fiber_endpoints.contract import ContractError
-from fiber_endpoints.stacks import ServeOptions
+from fiber_endpoints.model import MODEL_ENV
+from fiber_endpoints.stacks import ServeOptions, exit_zero_on_stop_signal
 
 STACK_NAME = "fastapi"
-MODEL_ENV = "FIBER_ENDPOINTS_MODEL"
 
 Feature = Annotated[float, Field(strict=True, allow_inf_nan=False)] | None
 
@@ -180,16 +178,12 @@ def validation_error(errors: list[dict[str, Any]], n_features: int, batch: bool)
     return contract.not_a_number(field)
 
 
-def _reject_constant(token: str) -> float:
-    raise json.JSONDecodeError(f"{token} is not JSON", token, 0)
-
-
 class StrictJSONRequest(Request):
     """``NaN``/``Infinity`` are not JSON (RFC 8259): a 400 here as in every other stack."""
 
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
-            self._json = json.loads(await self.body(), parse_constant=_reject_constant)
+            self._json = json.loads(await self.body(), parse_constant=contract.reject_json_constant)
         return self._json
 
 
@@ -288,9 +282,7 @@ def serve(opts: ServeOptions) -> None:
     import uvicorn
 
     os.environ[MODEL_ENV] = str(opts.model)
-    # uvicorn shuts down gracefully, then re-raises the signal it caught: make that an exit 0.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: sys.exit(0))
+    exit_zero_on_stop_signal()
     uvicorn.run(
         "fiber_endpoints.stacks.fastapi_control:asgi_app",
         factory=True,

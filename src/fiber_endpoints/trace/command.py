@@ -288,7 +288,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--model",
         type=Path,
-        default=Path(os.environ.get("FIBER_ENDPOINTS_MODEL", model_mod.DEFAULT_MODEL)),
+        default=model_mod.default_model(),
     )
     p.add_argument(
         "--server-cpus",
