@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -385,3 +385,126 @@ def test_tracing_spans(handler: Handler) -> None:
     assert inference.parent.span_id == server.context.span_id
     assert inference.attributes is not None
     assert dict(inference.attributes) == {"inference.rows": 2, "inference.features": N}
+
+
+# -- the fast path inside uvicorn's protocol -----------------------------------------------------
+class _Transport:
+    """Enough of an asyncio transport for uvicorn's protocol: records writes and close."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"sockname": ("127.0.0.1", 8002), "peername": ("127.0.0.1", 50000)}.get(name)
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def _request(body: bytes, content_type: bytes = JSON, extra: bytes = b"") -> bytes:
+    return (
+        b"POST /inference HTTP/1.1\r\nHost: t\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n%s"
+        % (content_type, len(body), extra, body)
+    )
+
+
+def _responses(data: bytes) -> list[tuple[int, bytes]]:
+    out = []
+    while data:
+        head, _, rest = data.partition(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        out.append((int(head.split(b" ")[1]), rest[:length]))
+        data = rest[length:]
+    return out
+
+
+Connection = tuple[asgi_msgspec.FastPathProtocol, _Transport]
+
+
+@pytest.fixture
+def connect(app: asgi_msgspec.App) -> Iterator[tuple[Callable[[], Connection], Any]]:
+    """New connections to one uvicorn protocol setup (as ``serve`` builds it), and its loop."""
+    import uvicorn
+    from uvicorn.server import ServerState
+
+    loop = asyncio.new_event_loop()
+    config = uvicorn.Config(app, proxy_headers=False, lifespan="off", log_level="warning")
+    state = ServerState()
+    state.default_headers = [(b"date", b"Thu, 01 Jan 2026 00:00:00 GMT")]
+
+    def new() -> Connection:
+        protocol = asgi_msgspec.FastPathProtocol(config, state, {}, _loop=loop)
+        transport = _Transport()
+        protocol.connection_made(transport)  # type: ignore[arg-type]
+        assert protocol._fast_routes  # the App itself, tracing off: the fast path is on
+        return protocol, transport
+
+    yield new, loop
+    loop.close()
+
+
+def test_fast_path_answers_in_one_write_and_keeps_pipelined_order(
+    connect: tuple[Callable[[], Connection], Any], app: asgi_msgspec.App
+) -> None:
+    new, loop = connect
+    protocol, transport = new()
+    protocol.data_received(_request(GOOD))
+    assert len(transport.writes) == 1  # handled in place: no task, head and body together
+    head, _, body = transport.writes[0].partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\ndate: ")
+    assert b"\r\ncontent-type: application/json\r\n" in head
+    assert b"\r\nserver-timing: inference;dur=" in head
+    assert body == _call(app, "POST", "/inference", [GOOD])[2]  # what the ASGI app answers
+    # Pipelined: fast, ASGI (wrong type), fast (422), ASGI (health), Connection: close.
+    transport.writes.clear()
+    protocol.data_received(
+        _request(GOOD)
+        + _request(GOOD, b"text/plain")
+        + _request(b'{"data": [1]}')
+        + b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n"
+        + _request(GOOD, extra=b"Connection: close\r\n")
+    )
+    loop.run_until_complete(asyncio.sleep(0.05))  # the ASGI cycles run as tasks
+    answers = b"".join(transport.writes)
+    assert [status for status, _ in _responses(answers)] == [200, 400, 422, 200, 200]
+    assert answers.rpartition(b"HTTP/1.1 ")[2].split(b"\r\n\r\n")[0].endswith(b"close")
+    assert transport.closed
+    protocol.connection_lost(None)
+
+
+def test_fast_path_leaves_the_rest_to_asgi_and_finishes_on_shutdown(
+    connect: tuple[Callable[[], Connection], Any],
+) -> None:
+    new, loop = connect
+    protocol, transport = new()
+    # Oversized declared body: not the plain case, the ASGI app answers 413.
+    protocol.data_received(
+        b"POST /inference HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % (contract.MAX_BODY_BYTES + 1)
+    )
+    loop.run_until_complete(asyncio.sleep(0.05))
+    assert [s for s, _ in _responses(b"".join(transport.writes))] == [413]
+    protocol.connection_lost(None)
+    # A fast request half arrived when shutdown starts: answered, then the connection closes.
+    protocol, transport = new()
+    request = _request(GOOD)
+    protocol.data_received(request[:-5])
+    protocol.shutdown()
+    assert not transport.closed
+    protocol.data_received(request[-5:])
+    assert [s for s, _ in _responses(b"".join(transport.writes))] == [200]
+    assert transport.closed
+    protocol.connection_lost(None)
