@@ -70,7 +70,7 @@ STACKS: dict[str, Stack] = {
         Stack(
             "asgi-msgspec",
             "python",
-            "bare ASGI on uvicorn (uvloop, httptools) + msgspec + LightGBM C API",
+            "uvicorn (uvloop, httptools) + msgspec + lleaves-compiled model (C API fallback)",
             8002,
             _run_asgi_msgspec,
         ),

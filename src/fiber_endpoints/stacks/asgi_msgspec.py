@@ -26,7 +26,6 @@ predictor call a ``model-inference`` child span.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
@@ -35,12 +34,12 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from fiber_endpoints import contract, cpus, tracing
-from fiber_endpoints.stacks import ServeOptions
+from fiber_endpoints.model import MODEL_ENV
+from fiber_endpoints.stacks import ServeOptions, exit_zero_on_stop_signal
 from fiber_endpoints.stacks.lgbm_capi import CapiPredictor
 from fiber_endpoints.stacks.msgspec_handler import JSON, Handler, Predictor, Reply
 
 STACK_NAME = "asgi-msgspec"
-MODEL_ENV = "FIBER_ENDPOINTS_MODEL"
 WORKERS_ENV = "FIBER_ENDPOINTS_WORKERS"
 PREDICTOR_ENV = "FIBER_ENDPOINTS_PREDICTOR"
 FAST_PATH_ENV = "FIBER_ENDPOINTS_FAST_PATH"
@@ -321,10 +320,6 @@ def create_app(model_path: Path | None = None, workers: int | None = None) -> Ap
     return App(Handler(predictor, STACK_NAME, tracer), tracer)
 
 
-def _exit_zero(signum: int, frame: object) -> None:
-    sys.exit(0)
-
-
 def serve(opts: ServeOptions) -> None:
     import uvicorn
 
@@ -337,9 +332,7 @@ def serve(opts: ServeOptions) -> None:
             ensure_compiled(opts.model)
         except Exception:  # not installed, or the compile failed: load_predictor says so
             pass  # and uses the C API
-    # uvicorn shuts down gracefully, then re-raises the signal it caught: make that an exit 0.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, _exit_zero)
+    exit_zero_on_stop_signal()
     uvicorn.run(
         "fiber_endpoints.stacks.asgi_msgspec:create_app",
         factory=True,

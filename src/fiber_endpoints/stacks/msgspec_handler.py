@@ -59,10 +59,6 @@ class Reply:
     allow: bytes | None = None
 
 
-def _reject_constant(token: str) -> Any:
-    raise ValueError(f"{token} is not JSON")
-
-
 def _check_value(field: str, value: Any) -> ContractError | None:
     if value is None or (type(value) is float and math.isfinite(value)):
         return None
@@ -81,7 +77,7 @@ def explain(body: bytes, n_features: int, batch: bool) -> ContractError:
     """The contract error for a body the typed decode refused: the first bad field, in the
     control stack's order (syntax, object, ``data``, items in order, batch size, row lengths)."""
     try:
-        doc = json.loads(body, parse_constant=_reject_constant)
+        doc = json.loads(body, parse_constant=contract.reject_json_constant)
     except ValueError:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         return contract.malformed_json()
     if not isinstance(doc, dict):
@@ -131,6 +127,13 @@ def _timing(inference_s: float, app_s: float) -> bytes:
     return contract.server_timing(inference_s, app_s).encode()
 
 
+def _finite(prediction: float | list[float]) -> bool:
+    """msgspec would write NaN as null: a silent wrong answer the contract forbids."""
+    if isinstance(prediction, float):
+        return math.isfinite(prediction)
+    return all(map(math.isfinite, prediction))
+
+
 class Handler:
     """The contract's routes over one predictor. Not thread-safe (one per event loop)."""
 
@@ -169,7 +172,6 @@ class Handler:
                 "num_class": predictor.num_class,
             }
         )
-        self.last_inference_s = 0.0  # for tracing and tests: the last predictor call
 
     # -- routing: path, then method ---------------------------------------------------------
     @staticmethod
@@ -202,8 +204,10 @@ class Handler:
         t0 = perf_counter()
         prediction = self._predict_row(data)
         t1 = perf_counter()
+        if not _finite(prediction):
+            return self.error(contract.non_finite_output())
         out = b'{"prediction":' + self._encode(prediction) + b"}"
-        self.last_inference_s = inference_s = t1 - t0 if self._tracer is None else self._traced_s
+        inference_s = t1 - t0 if self._tracer is None else self._traced_s
         return Reply(200, out, _timing(inference_s, perf_counter() - started))
 
     def batch(self, body: bytes) -> Reply:
@@ -220,11 +224,12 @@ class Handler:
         t0 = perf_counter()
         predictions = self._predict_rows(data)
         t1 = perf_counter()
+        if not all(map(_finite, predictions)):
+            return self.error(contract.non_finite_output())
         out = b'{"predictions":' + self._encode(predictions) + b"}"
-        self.last_inference_s = inference_s = t1 - t0 if self._tracer is None else self._traced_s
+        inference_s = t1 - t0 if self._tracer is None else self._traced_s
         return Reply(200, out, _timing(inference_s, perf_counter() - started))
 
     def _invalid(self, err: ContractError, started: float) -> Reply:
-        self.last_inference_s = 0.0
         timing = _timing(0.0, perf_counter() - started) if err.status == 422 else None
         return self.error(err, timing)
