@@ -80,7 +80,8 @@ func NewApp(pred *Predictor, config ...Config) *fiber.App {
 		Stack       string `json:"stack"`
 		NumFeatures int    `json:"num_features"`
 		NumClass    int    `json:"num_class"`
-	}{"ok", cfg.StackName, pred.NumFeatures(), pred.NumClass()})
+		Predictor   string `json:"predictor"`
+	}{"ok", cfg.StackName, pred.NumFeatures(), pred.NumClass(), "leaves"})
 	app := fiber.New(fiber.Config{
 		AppName:                 "fiber-endpoints",
 		BodyLimit:               cfg.ReadLimit,

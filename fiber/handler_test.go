@@ -259,7 +259,7 @@ func TestHappyPaths(t *testing.T) {
 func TestHealth(t *testing.T) {
 	app, _ := newTestApp(t, "multiclass", Config{StackName: "fiber-test"})
 	r := do(t, app, "GET", "/health", "", nil)
-	if r.status != 200 || string(r.body) != `{"status":"ok","stack":"fiber-test","num_features":20,"num_class":3}` {
+	if r.status != 200 || string(r.body) != `{"status":"ok","stack":"fiber-test","num_features":20,"num_class":3,"predictor":"leaves"}` {
 		t.Fatalf("%d %s", r.status, r.body)
 	}
 	if r.header.Get("Server-Timing") != "" {

@@ -70,7 +70,9 @@ def test_health(server: servers.Server, client: RawClient) -> None:
     resp = send(client, "GET", "/health", content_type=None)
     assert resp.status == 200
     body = resp.json()
+    predictor = body.pop("predictor")
     assert body == {"status": "ok", "stack": server.name, "num_features": N, "num_class": 1}
+    assert predictor in {"lightgbm-booster", "leaves", "lleaves", "lightgbm-c-api"}
 
 
 def test_single_prediction_matches_lightgbm(client: RawClient) -> None:

@@ -309,6 +309,7 @@ def test_app_routes(app: asgi_msgspec.App) -> None:
         "stack": "asgi-msgspec",
         "num_features": N,
         "num_class": 1,
+        "predictor": "lightgbm-c-api",
     }
     status, _, body = _call(app, "GET", "/foo")
     assert (status, json.loads(body)) == (404, {"error": "not found: /foo"})

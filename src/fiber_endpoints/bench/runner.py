@@ -140,8 +140,8 @@ def run(config: BenchConfig) -> tuple[Path, dict[str, Any]]:
             }
             if check.ok:
                 console.print(
-                    f"parity [green]ok[/] {name}: {check.checked_rows} golden rows "
-                    "match LightGBM (single and batch)"
+                    f"parity [green]ok[/] {name} ({server.health.get('predictor', '?')}): "
+                    f"{check.checked_rows} golden rows match LightGBM (single and batch)"
                 )
                 healthy[name] = server
             else:

@@ -238,7 +238,7 @@ def create_app(model_path: Path | None = None) -> FastAPI:
     @app.get(contract.HEALTH_PATH)
     async def health() -> dict[str, Any]:
         return {"status": "ok", "stack": STACK_NAME, "num_features": model.num_features,
-                "num_class": model.num_class}  # fmt: skip
+                "num_class": model.num_class, "predictor": "lightgbm-booster"}  # fmt: skip
 
     @app.post(contract.INFERENCE_PATH)
     async def inference(request: InferenceRequest) -> dict[str, Any]:

@@ -90,6 +90,7 @@ def _check(lib: ctypes.CDLL, ret: int) -> None:
 
 
 class CapiPredictor:
+    name = "lightgbm-c-api"
     """A LightGBM text model, predicted through the C API. Results match ``Booster.predict``.
 
     ``predict_row`` and ``predict_rows`` take rows that the caller already checked to have

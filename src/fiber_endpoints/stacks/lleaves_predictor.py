@@ -76,6 +76,7 @@ def ensure_compiled(model_path: Path, directory: Path | None = None) -> Path:
 
 
 class LleavesPredictor:
+    name = "lleaves"
     """Same interface as :class:`CapiPredictor`: rows already checked to ``num_features``."""
 
     def __init__(

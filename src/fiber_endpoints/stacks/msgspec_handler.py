@@ -41,6 +41,7 @@ class BatchBody(msgspec.Struct, gc=False):
 class Predictor(Protocol):
     """What the handler needs from a predictor (``lgbm_capi``, ``lleaves_predictor``)."""
 
+    name: str  # reported in /health, so results say which predictor was timed
     num_features: int
     num_class: int
 
@@ -170,6 +171,7 @@ class Handler:
                 "stack": stack_name,
                 "num_features": predictor.num_features,
                 "num_class": predictor.num_class,
+                "predictor": predictor.name,
             }
         )
 
