@@ -99,6 +99,8 @@ def test_load_predictor_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(asgi_msgspec.load_predictor(path, 1, "lleaves"), LleavesPredictor)
     with pytest.raises(ValueError, match="expected one of"):
         asgi_msgspec.load_predictor(path, 1, "leaves")
+    # Fakes, because neither failure can be produced on demand with a real toolchain: a failing
+    # LLVM compile, and a compiled model that disagrees with LightGBM.
     # A compile that fails falls back to the C API.
     with monkeypatch.context() as m:
         m.setattr(LleavesPredictor, "__init__", lambda *a, **k: (_ for _ in ()).throw(OSError()))
