@@ -8,7 +8,6 @@ and must pass, then SIGTERM must stop it promptly, after which the HEALTHCHECK m
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -20,11 +19,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
+from docker_modules import load
 from fiber_endpoints import stacks
 from fiber_endpoints.bench.servers import free_port
 from fiber_endpoints.stacks import fiber_go
@@ -37,15 +36,6 @@ GO = shutil.which("go")
 STOP_GRACE_SECONDS = 15  # compose.yaml stop_grace_period
 HEALTHY_WITHIN_SECONDS = 120  # generous: CI shares 2 cores with the other tests
 HEALTHCHECK_TIMEOUT = 20
-
-
-def load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"docker_{name}", DOCKER / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 dockerfiles = load("dockerfiles")

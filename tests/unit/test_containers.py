@@ -8,20 +8,19 @@ tests/integration/test_container_commands.py.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 from packaging.specifiers import SpecifierSet
 
+from docker_modules import load
 from fiber_endpoints import cli, contract, stacks
 from fiber_endpoints.stacks import fiber_go
 
@@ -31,16 +30,6 @@ MODEL_PATH = "/models/model.txt"
 MODEL_ENV = "FIBER_ENDPOINTS_MODEL"
 OTLP_ENDPOINT = "http://jaeger:4318"
 CONTAINER_HOST = "0.0.0.0"
-
-
-def load(name: str) -> ModuleType:
-    """A module from docker/ (not a package: it sits beside the files it reads)."""
-    spec = importlib.util.spec_from_file_location(f"docker_{name}", DOCKER / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 dockerfiles = load("dockerfiles")

@@ -89,6 +89,20 @@ def _check(lib: ctypes.CDLL, ret: int) -> None:
         raise LightGBMError(lib.LGBM_GetLastError().decode(errors="replace"))
 
 
+def flatten_rows(rows: Sequence[Row]) -> array[float]:
+    """Rows as one row-major float64 buffer, ``None`` (missing) as NaN. The common case, a row
+    without ``None``, is one C-level ``extend``; only a row with ``None`` takes the slow path."""
+    flat = array("d")
+    for row in rows:
+        start = len(flat)
+        try:
+            flat.extend(row)  # type: ignore[arg-type]
+        except TypeError:  # a None in the row; drop what was appended before it
+            del flat[start:]
+            flat.extend([_NAN if v is None else v for v in row])
+    return flat
+
+
 class CapiPredictor:
     name = "lightgbm-c-api"
     """A LightGBM text model, predicted through the C API. Results match ``Booster.predict``.
@@ -157,14 +171,7 @@ class CapiPredictor:
     def predict_rows(self, rows: Sequence[Row]) -> list[float] | list[list[float]]:
         """Many rows in one C call (``LGBM_BoosterPredictForMat``, row-major float64)."""
         n_rows, n_features, k = len(rows), self.num_features, self.num_class
-        flat = array("d")
-        for row in rows:
-            start = len(flat)
-            try:
-                flat.extend(row)  # type: ignore[arg-type]
-            except TypeError:  # a None in the row; drop what was appended before it
-                del flat[start:]
-                flat.extend([_NAN if v is None else v for v in row])
+        flat = flatten_rows(rows)
         out = (ctypes.c_double * (n_rows * k))()
         out_len = ctypes.c_int64()
         address, _ = flat.buffer_info()

@@ -17,7 +17,6 @@ import ctypes
 import hashlib
 import math
 import os
-from array import array
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from fiber_endpoints import cpus, model, paths
-from fiber_endpoints.stacks.lgbm_capi import CapiPredictor, Row
+from fiber_endpoints.stacks.lgbm_capi import CapiPredictor, Row, flatten_rows
 
 _NAN = math.nan
 _MIN_ROWS_PER_THREAD = 64
@@ -103,14 +102,7 @@ class LleavesPredictor:
 
     def predict_rows(self, rows: Sequence[Row]) -> list[float] | list[list[float]]:
         n_rows, k = len(rows), self.num_class
-        flat = array("d")
-        for row in rows:
-            start = len(flat)
-            try:
-                flat.extend(row)  # type: ignore[arg-type]
-            except TypeError:  # a None in the row; drop what was appended before it
-                del flat[start:]
-                flat.extend([_NAN if v is None else v for v in row])
+        flat = flatten_rows(rows)
         data = (ctypes.c_double * len(flat)).from_buffer(flat)
         out = (ctypes.c_double * (n_rows * k))()
         parts = min(self.threads, n_rows // _MIN_ROWS_PER_THREAD)
