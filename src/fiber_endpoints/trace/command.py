@@ -10,7 +10,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,18 +76,23 @@ def fetch_all(store: jaeger.Jaeger, runs: Sequence[StackRun], wait: float = 20.0
         run.results = [results[(i, j)] for j in range(len(run.calls))]
 
 
+def _table_rows(summaries: dict[str, dict[str, Any]]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(stack, part label, its p50/p90/p99/share) in the order both tables show them."""
+    for name, s in summaries.items():
+        for comp in (*COMPONENTS, "client"):
+            label = "client-observed total" if comp == "client" else comp.replace("_", " ")
+            yield name, label, s[comp]
+
+
 def format_table(summaries: dict[str, dict[str, Any]]) -> str:
     w = max([5, *(len(n) for n in summaries)])
     head = f"{'stack':<{w}} {'part':<26} {'p50 us':>9} {'p90 us':>9} {'p99 us':>9} {'share':>7}"
     lines = [head, "-" * len(head)]
-    for name, s in summaries.items():
-        for comp in (*COMPONENTS, "client"):
-            label = "client-observed total" if comp == "client" else comp.replace("_", " ")
-            e = s[comp]
-            lines.append(
-                f"{name:<{w}} {label:<26} {e['p50']:>9,.1f} {e['p90']:>9,.1f} "
-                f"{e['p99']:>9,.1f} {e['share'] * 100:>6.1f}%"
-            )
+    for name, label, e in _table_rows(summaries):
+        lines.append(
+            f"{name:<{w}} {label:<26} {e['p50']:>9,.1f} {e['p90']:>9,.1f} "
+            f"{e['p99']:>9,.1f} {e['share'] * 100:>6.1f}%"
+        )
     return "\n".join(lines)
 
 
@@ -96,14 +101,11 @@ def markdown_table(summaries: dict[str, dict[str, Any]]) -> str:
         "| stack | part | p50 µs | p90 µs | p99 µs | share of total |",
         "| --- | --- | ---: | ---: | ---: | ---: |",
     ]
-    for name, s in summaries.items():
-        for comp in (*COMPONENTS, "client"):
-            label = "client-observed total" if comp == "client" else comp.replace("_", " ")
-            e = s[comp]
-            lines.append(
-                f"| {name} | {label} | {e['p50']:,.1f} | {e['p90']:,.1f} | "
-                f"{e['p99']:,.1f} | {e['share'] * 100:.1f} % |"
-            )
+    for name, label, e in _table_rows(summaries):
+        lines.append(
+            f"| {name} | {label} | {e['p50']:,.1f} | {e['p90']:,.1f} | "
+            f"{e['p99']:,.1f} | {e['share'] * 100:.1f} % |"
+        )
     return "\n".join(lines)
 
 
