@@ -9,10 +9,10 @@ GO_SRC := $(wildcard fiber/*.go) fiber/go.mod fiber/go.sum
 BENCH_ARGS ?=
 TRACE_ARGS ?=
 
-.PHONY: help setup bench test lint py-test go-test fixtures clean jaeger load-tools trace report
+.PHONY: help setup bench test lint test-unit test-contract test-slow go-test fixtures clean jaeger load-tools trace report
 
 help: ## list the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -49,13 +49,21 @@ lint: $(STAMP) ## ruff, mypy, go vet
 	$(VENV)/bin/mypy
 	cd fiber && go vet ./...
 
-py-test: setup jaeger
-	$(VENV)/bin/pytest -q
+# Test tiers (tests/conftest.py): each prints "tier NAME: N s" last and fails over its budget
+# (tier_budgets_s in pyproject.toml). A tier that selects no tests passes.
+test-unit: $(STAMP) ## in-process tests, seconds
+	$(VENV)/bin/pytest -q --tier unit
+
+test-contract: $(STAMP) $(GO_BIN) ## every stack as a process on loopback: contract suite, parity
+	$(VENV)/bin/pytest -q --tier contract
+
+test-slow: setup jaeger ## Jaeger, load lab, coordinated omission, container commands, bench smoke
+	$(VENV)/bin/pytest -q --tier slow
 
 go-test: $(GO_BIN)
 	cd fiber && go test -race -count=1 ./...
 
-test: setup lint go-test py-test ## every check and test
+test: setup lint go-test test-unit test-contract test-slow ## lint, Go tests, then the tiers
 
 fixtures: $(STAMP) ## retrain the small binary/multiclass test models and their golden files
 	$(CLI) train --objective binary --samples 20000 --trees 50 --threads 1 --output models/binary/model.txt

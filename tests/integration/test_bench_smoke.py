@@ -12,7 +12,7 @@ import pytest
 from fiber_endpoints import stacks
 from fiber_endpoints.bench import results, runner, servers, summary
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.slow
 
 
 def test_bench_cli_runs_the_seed_protocol_on_every_stack(tmp_path: Path) -> None:

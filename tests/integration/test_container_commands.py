@@ -28,7 +28,7 @@ from fiber_endpoints import stacks
 from fiber_endpoints.bench.servers import free_port
 from fiber_endpoints.stacks import fiber_go
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"

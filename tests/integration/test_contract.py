@@ -15,7 +15,7 @@ from fiber_endpoints import contract, model, stacks
 from fiber_endpoints.bench import parity, servers
 from fiber_endpoints.bench.client import RawClient, Response, batch_body, parse_server_timing
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.contract
 
 MODELS = {
     name: model.MODELS_DIR / name / "model.txt" for name in ("regression", "binary", "multiclass")

@@ -19,7 +19,7 @@ import pytest
 from fiber_endpoints.bench import load, servers, tools, vegeta, wrk
 from fiber_endpoints.report import analysis, markdown
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.slow
 
 STALL_S = 0.5
 STALL_AFTER_S = 1.0  # after the first request

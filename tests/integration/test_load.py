@@ -14,7 +14,7 @@ from fiber_endpoints.bench import load
 from fiber_endpoints.report import command
 from fiber_endpoints.stacks import fiber_go
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.slow
 
 STACKS = ["fastapi"] + (["fiber"] if fiber_go.BINARY.exists() else [])
 

@@ -26,7 +26,7 @@ from fiber_endpoints.trace.breakdown import ClientCall, RequestBreakdown, breakd
 from fiber_endpoints.trace.spans import SERVER, Span
 from fiber_endpoints.tracing import ATTR_FEATURES, ATTR_ROWS, INFERENCE_SPAN
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.slow
 
 STACKS = tuple(sorted(stacks.STACKS))  # every registered stack, fastapi and fiber among them
 MODEL = model.DEFAULT_MODEL

@@ -72,7 +72,14 @@ def test_handler_parity_through_json(name: str) -> None:
     assert json.loads(batch.body)["predictions"] == golden.predictions
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+# Compiling the 500-tree regression model takes 20-60 s on a cold cache: the slow tier's.
+LLEAVES_CASES = [
+    pytest.param(name, marks=[pytest.mark.slow] if name == "regression" else [])
+    for name in sorted(MODELS)
+]
+
+
+@pytest.mark.parametrize("name", LLEAVES_CASES)
 def test_lleaves_parity(name: str) -> None:
     """The compiled model agrees with LightGBM within 1e-9, one row at a time and batched
     (also split over two threads: more rows than the per-thread minimum)."""
