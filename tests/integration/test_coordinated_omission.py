@@ -1,8 +1,9 @@
 """Coordinated omission: a server that stalls for a known time, under open and closed loop.
 
 The open loop (vegeta, latency from intended send time) must charge the stall to every request
-due during it: its p99 sees the stall. The closed loop (wrk) cannot send during a stall, so it
-records only one slow request per connection; the report must not hide that (its max and a flag).
+due during it: its p99 sees the stall. A closed loop cannot send during a stall, so it records
+one slow request per connection unless the tool corrects for it (wrk 4 does: its p99 sees the
+stall); the report must not hide it either way (the max, and a flag when p99 misses it).
 Needs wrk and vegeta (``scripts/install-load-tools.sh``): missing tools FAIL these tests.
 """
 
@@ -115,12 +116,12 @@ def test_closed_loop_does_not_hide_the_stall_in_the_report(
     lat = step["latency_us"]
     assert lat["max"] >= 0.8 * STALL_S * 1e6, lat  # the one request that waited
     # wrk 4 corrects its closed-loop record itself: it adds synthetic samples for the requests a
-    # connection would have sent during a long wait (at its mean interval). With that, the stall
-    # reaches p99; without it (another tool), the report's flag must show it. Either way the
-    # report shows the stall.
+    # connection would have sent during a long wait (at its mean interval, ~0.1 ms here), i.e.
+    # thousands of samples spread over the 0.5 s stall among ~10^4 real ones: p99 sees the stall.
+    # (A tool without that correction hides it from p99; the report's flag for that case is
+    # tested below on a hand-made histogram.)
     assert step["latency_samples_added_by_wrk"] > 0
-    seen_in_p99 = lat["p99"] >= 0.5 * STALL_S * 1e6
-    assert seen_in_p99 or analysis.closed_loop_stall(lat)
+    assert lat["p99"] >= 0.5 * STALL_S * 1e6, lat
     doc = {
         "load": {
             "placement": {},
@@ -133,6 +134,7 @@ def test_closed_loop_does_not_hide_the_stall_in_the_report(
     row = next(r for r in text.splitlines() if r.startswith("| `stalling` | 1 |") and "0/0" in r)
     assert f"{lat['max'] / 1000:,.3g}" in row  # the max column
     assert f"{lat['p99'] / 1000:,.3g}" in row
+    assert "STALL" not in row  # p99 shows the stall: no flag
 
 
 def test_report_flags_a_stall_that_closed_loop_percentiles_hide(tmp_path: Path) -> None:
