@@ -43,11 +43,12 @@ trace: setup jaeger ## every request of every stack traced into Jaeger; breakdow
 report: $(STAMP) ## Markdown report + plots from the newest results (no rerun)
 	$(CLI) report results/latest
 
-lint: $(STAMP) ## ruff, mypy, go vet
-	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/ruff format --check src tests
+lint: $(STAMP) ## ruff, mypy, go vet, docs check
+	$(VENV)/bin/ruff check src tests scripts/check_docs.py
+	$(VENV)/bin/ruff format --check src tests scripts/check_docs.py
 	$(VENV)/bin/mypy
 	cd fiber && go vet ./...
+	$(PY) scripts/check_docs.py
 
 # Test tiers (tests/conftest.py): each prints "tier NAME: N s" last and fails over its budget
 # (tier_budgets_s in pyproject.toml). A tier that selects no tests passes.
