@@ -20,8 +20,12 @@ type Config struct {
 	// Port to listen on. Default: 8001.
 	Port int
 
-	// StackName is reported by GET /health. Default: "fiber".
+	// StackName is reported by GET /health and GET /v2. Default: "fiber".
 	StackName string
+
+	// ModelName is the model's name in the V2 routes, /v2/models/{name} (flag -model-name or
+	// env FIBER_ENDPOINTS_MODEL_NAME; letters, digits, '_', '.', '-'). Default: "model".
+	ModelName string
 
 	// BodyLimit is the largest request body in bytes (contract: 1 MiB). Default: 1048576.
 	BodyLimit int
@@ -60,6 +64,7 @@ var ConfigDefault = Config{
 	Host:            "127.0.0.1",
 	Port:            8001,
 	StackName:       "fiber",
+	ModelName:       v2DefaultModelName,
 	BodyLimit:       contractBodyLimit,
 	ReadLimit:       4 << 20,
 	MaxBatchRows:    contractMaxBatchRows,
@@ -82,6 +87,9 @@ func configDefault(config ...Config) Config {
 	}
 	if cfg.StackName == "" {
 		cfg.StackName = ConfigDefault.StackName
+	}
+	if cfg.ModelName == "" {
+		cfg.ModelName = ConfigDefault.ModelName
 	}
 	if cfg.BodyLimit <= 0 {
 		cfg.BodyLimit = ConfigDefault.BodyLimit

@@ -58,13 +58,15 @@ func batchTooLarge(rows, max int) *contractError {
 type server struct {
 	cfg    Config
 	pred   *Predictor
-	tracer trace.Tracer // nil when tracing is off
-	health []byte       // the /health body, built once
-	pool   sync.Pool    // *scratch
+	tracer trace.Tracer      // nil when tracing is off
+	health []byte            // the /health body, built once
+	v2Get  map[v2Kind][]byte // the V2 GET routes' bodies, built once
+	pool   sync.Pool         // *scratch
 }
 
 type scratch struct {
 	req   rowsRequest
+	v2    v2Request
 	stack []byte
 	out   []float64
 	buf   []byte
@@ -101,6 +103,20 @@ func NewApp(pred *Predictor, config ...Config) *fiber.App {
 	app.Post(inferencePath, inference[0], inference[1:]...)
 	app.Post(batchPath, batch[0], batch[1:]...)
 	app.Get(healthPath, s.healthHandler)
+
+	// V2 (v2.go): the served model's two inference paths first (traced as the contract's are),
+	// then every other /v2 path through one dispatcher, so that routing, 404 and 405 follow
+	// v2Match exactly as the Python stacks do.
+	s.v2Get = v2Bodies(cfg.StackName, cfg.ModelName, pred.NumFeatures(), pred.NumClass())
+	v2Infer := []any{s.v2Infer}
+	if s.tracer != nil {
+		v2Infer = []any{serverSpans(s.tracer, s.errorHandler), s.v2Infer}
+	}
+	for _, path := range v2InferPaths(cfg.ModelName) {
+		app.Post(path, v2Infer[0], v2Infer[1:]...)
+	}
+	app.All("/v2", s.v2Dispatch)
+	app.All("/v2/*", s.v2Dispatch)
 	return app
 }
 
@@ -257,6 +273,15 @@ func (s *server) errorHandler(c fiber.Ctx, err error) error {
 		status, message = ce.Status, ce.Message
 	case errors.As(err, &fe):
 		status, message = fe.Code, fe.Message
+		if fe.Code == fiber.StatusRequestEntityTooLarge && isV2Path(c.Path()) {
+			// As below, for V2: path, method, model and version first.
+			status, message = fe.Code, s.bodyTooLarge().Message
+			if _, rerr := s.v2Resolve(c); rerr != nil {
+				ce := rerr.(*contractError)
+				status, message = ce.Status, ce.Message
+			}
+			break
+		}
 		if fe.Code == fiber.StatusRequestEntityTooLarge {
 			// fasthttp refuses an oversized body before routing; the contract checks path and
 			// method first, so an unknown path or a wrong method still answers 404/405.

@@ -34,13 +34,25 @@ func parseFlags(args []string) (Config, error) {
 	fs.StringVar(&cfg.Host, "host", ConfigDefault.Host, "address to listen on")
 	fs.IntVar(&cfg.Port, "port", ConfigDefault.Port, "port to listen on")
 	fs.StringVar(&cfg.StackName, "stack-name", ConfigDefault.StackName, "stack name reported by /health")
+	fs.StringVar(&cfg.ModelName, "model-name", envOr(v2ModelNameEnv, ConfigDefault.ModelName),
+		"the model's name in the V2 routes, /v2/models/NAME (env "+v2ModelNameEnv+")")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
 	if cfg.ModelPath == "" {
 		return cfg, errors.New("-model (or " + modelEnv + ") is required")
 	}
+	if !validModelName(cfg.ModelName) {
+		return cfg, fmt.Errorf("-model-name %q: letters, digits, '_', '.' and '-', starting with a letter or digit", cfg.ModelName)
+	}
 	return configDefault(cfg), nil
+}
+
+func envOr(name, fallback string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return fallback
 }
 
 func run(args []string) error {

@@ -37,6 +37,9 @@ type decoder struct {
 	shape *contractError // first shape error, in document order
 	stack []byte         // open containers while skipping a value
 	synt  bool           // a syntax error was met
+	// maxDepth > 0 bounds nesting (the V2 reader, v2.go): a container more than maxDepth deep
+	// is a syntax error. depth is the number of containers around the value skipValue reads.
+	maxDepth, depth int
 }
 
 // parseRequest reads a body into req (reusing its slices). It returns a contractError: 400 for
@@ -397,7 +400,8 @@ func isHex(c byte) bool {
 	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
 }
 
-// skipValue validates one JSON value of any depth without recursion; false on a syntax error.
+// skipValue validates one JSON value without recursion (of any depth unless d.maxDepth is
+// set); false on a syntax error.
 func (d *decoder) skipValue() bool {
 	base := len(d.stack)
 	for {
@@ -407,7 +411,12 @@ func (d *decoder) skipValue() bool {
 			d.fail()
 			return false
 		}
-		switch c := d.b[d.i]; {
+		c := d.b[d.i]
+		if (c == '{' || c == '[') && d.maxDepth > 0 && d.depth+len(d.stack)-base+1 > d.maxDepth {
+			d.fail()
+			return false
+		}
+		switch {
 		case c == '{':
 			d.i++
 			d.ws()

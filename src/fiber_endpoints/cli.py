@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
-from fiber_endpoints import model, stacks
+from fiber_endpoints import model, stacks, v2
 from fiber_endpoints.bench.load import add_arguments as load_arguments
 from fiber_endpoints.report import command as report_command
 from fiber_endpoints.trace import command as trace_command
@@ -35,9 +36,17 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port or stack.default_port,
         workers=args.workers,
+        model_name=args.model_name,
     )
     stack.run(opts)
     return 0
+
+
+def _model_name(text: str) -> str:
+    try:
+        return v2.check_model_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _parse_targets(values: list[str]) -> dict[str, str]:
@@ -126,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="0 = the stack's default port")
     p.add_argument("--workers", type=int, default=1, help="worker processes (Python stacks)")
+    p.add_argument(
+        "--model-name",
+        type=_model_name,
+        default=os.environ.get(v2.MODEL_NAME_ENV, v2.DEFAULT_MODEL_NAME),
+        help=f"the model's name in the V2 routes, /v2/models/NAME (env {v2.MODEL_NAME_ENV})",
+    )
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("bench", help="parity, then the seed protocol (and more) on every stack")

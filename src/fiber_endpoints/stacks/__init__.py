@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from fiber_endpoints.v2 import DEFAULT_MODEL_NAME
+
 
 def exit_zero_on_stop_signal() -> None:
     """uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal it caught:
@@ -27,6 +29,7 @@ class ServeOptions:
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
+    model_name: str = DEFAULT_MODEL_NAME  # the model's name in the V2 routes
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,10 @@ One shortcut inside uvicorn (:class:`FastPathProtocol`, its documented ``http=``
 option): the plain case of the two inference routes (POST, HTTP/1.1, ``application/json``, a
 ``Content-Length`` within the limit, nothing else in flight on the connection, tracing off) is
 answered by the same handler straight from uvicorn's httptools protocol, without the asyncio Task,
-Event, scope and messages of an ASGI cycle (~35 µs of the ~40 µs gap to Fiber's p50). Every other
-request goes through the ASGI app below, unchanged. ``FIBER_ENDPOINTS_FAST_PATH=0`` turns it off.
+Event, scope and messages of an ASGI cycle (~35 µs of the ~40 µs gap to Fiber's p50). So is a V2
+inference request to the served model (``/v2/models/{name}[/versions/1]/infer``, any content
+type, JSON or binary tensor data). Every other request goes through the ASGI app below, unchanged.
+``FIBER_ENDPOINTS_FAST_PATH=0`` turns it off.
 
 The predictor is the model compiled by lleaves (``lleaves_predictor.py``), checked against
 LightGBM's C API on every start, or LightGBM's C API itself (``lgbm_capi.py``) when
@@ -33,11 +35,13 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from fiber_endpoints import contract, cpus, tracing
+from fiber_endpoints import contract, cpus, tracing, v2
+from fiber_endpoints.contract import ContractError
 from fiber_endpoints.model import MODEL_ENV
 from fiber_endpoints.stacks import ServeOptions, exit_zero_on_stop_signal
 from fiber_endpoints.stacks.lgbm_capi import CapiPredictor
 from fiber_endpoints.stacks.msgspec_handler import JSON, Handler, Predictor, Reply
+from fiber_endpoints.stacks.msgspec_v2 import V2Handler
 
 STACK_NAME = "asgi-msgspec"
 WORKERS_ENV = "FIBER_ENDPOINTS_WORKERS"
@@ -52,10 +56,18 @@ Send = Callable[[Message], Awaitable[None]]
 
 _TOO_LARGE = Handler.error(contract.body_too_large())
 _WRONG_TYPE = Handler.error(contract.wrong_content_type())
+_HEADER_LENGTH = v2.HEADER_LENGTH.encode()
+# A V2 inference route takes the body and its Inference-Header-Content-Length (or None).
+V2Route = Callable[[bytes, bytes | None], Reply]
 
 
 async def _send(send: Send, reply: Reply) -> None:
-    headers = [(b"content-type", JSON), (b"content-length", str(len(reply.body)).encode())]
+    headers = [
+        (b"content-type", reply.content_type),
+        (b"content-length", str(len(reply.body)).encode()),
+    ]
+    if reply.header_length is not None:
+        headers.append((_HEADER_LENGTH, reply.header_length))
     if reply.server_timing is not None:
         headers.append((b"server-timing", reply.server_timing))
     if reply.allow is not None:
@@ -89,13 +101,14 @@ async def _read_body(receive: Receive) -> bytes | None:
 class App:
     """The ASGI application: routing and the contract's checks before the handler."""
 
-    def __init__(self, handler: Handler, tracer: Any = None) -> None:
+    def __init__(self, handler: Handler, tracer: Any = None, v2_handler: V2Handler | None = None):
         self.handler = handler
         self.tracer = tracer
         self._routes: dict[str, Callable[[bytes], Reply]] = {
             contract.INFERENCE_PATH: handler.single,
             contract.BATCH_PATH: handler.batch,
         }
+        self.v2 = v2_handler or V2Handler(handler, STACK_NAME, v2.DEFAULT_MODEL_NAME)
 
     def fast_routes(self) -> dict[bytes, Callable[[bytes], Reply]]:
         """Raw request target -> handler, for :class:`FastPathProtocol`; none with tracing on
@@ -104,12 +117,21 @@ class App:
             return {}
         return {path.encode(): route for path, route in self._routes.items()}
 
+    def fast_v2_routes(self) -> dict[bytes, V2Route]:
+        """The V2 inference paths of the served model, as :meth:`fast_routes`."""
+        if self.tracer is not None:
+            return {}
+        return {path.encode(): self.v2.infer for path in v2.infer_paths(self.v2.model_name)}
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             if scope["type"] == "lifespan":
                 await self._lifespan(receive, send)
             return
         method, path = scope["method"], scope["path"]
+        if v2.is_v2_path(path):
+            await self._v2(method, path, scope, receive, send)
+            return
         route = self._routes.get(path)
         if route is None or method != "POST":
             rejected = Handler.route_error(method, path)
@@ -144,6 +166,43 @@ class App:
         await _send(send, reply)
         return reply.status
 
+    async def _v2(self, method: str, path: str, scope: Scope, receive: Receive, send: Send) -> None:
+        """V2: route, model and version (:func:`v2.resolve`), then GET bodies or inference."""
+        try:
+            route = v2.resolve(method, path, self.v2.model_name)
+        except ContractError as err:
+            reply = Handler.error(err)
+            if err.status == 405:
+                allowed = v2.match(path)
+                allow = allowed.method.encode() if allowed else None
+                reply = Reply(reply.status, reply.body, allow=allow)
+            await _send(send, reply)
+            return
+        if route.kind != v2.INFER:
+            await _send(send, self.v2.get(route))
+            return
+        if self.tracer is None:
+            await self._v2_infer(scope, receive, send)
+            return
+        with tracing.server_span(self.tracer, method, path, scope["headers"]) as span:
+            span.set_status_code(await self._v2_infer(scope, receive, send))
+
+    async def _v2_infer(self, scope: Scope, receive: Receive, send: Send) -> int:
+        """Body limit as in the contract; no content type required (tritonclient sends none)."""
+        header = length = None
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                length = value
+            elif name == _HEADER_LENGTH and header is None:
+                header = value
+        if length is not None and length.isdigit() and int(length) > contract.MAX_BODY_BYTES:
+            reply = _TOO_LARGE
+        else:
+            body = await _read_body(receive)
+            reply = _TOO_LARGE if body is None else self.v2.infer(body, header)
+        await _send(send, reply)
+        return reply.status
+
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
@@ -164,8 +223,10 @@ class FastPathProtocol(HttpToolsProtocol):
     uvicorn hands each request to an ASGI app through an asyncio Task, an Event, a scope dict, a
     receive and two send messages, and writes head and body separately. This subclass skips all
     that only when a request is the plain case: a route of :meth:`App.fast_routes`, POST, HTTP/1.1,
-    ``Content-Type: application/json`` exactly, a ``Content-Length`` within the limit and no
-    ``Transfer-Encoding``, no ``Expect``, no upgrade, no ASGI cycle in flight on the connection
+    ``Content-Type: application/json`` exactly (or a route of :meth:`App.fast_v2_routes`, any
+    content type, its ``Inference-Header-Content-Length`` passed on), a ``Content-Length``
+    within the limit and no ``Transfer-Encoding``, no ``Expect``, no upgrade, no ASGI cycle in
+    flight on the connection
     (pipelining keeps its order), and writing not paused (a client that does not read). Its body
     is collected, the handler the ASGI app would call runs when the message is complete, and the
     response (the headers uvicorn would write, in the same order) goes out in one write.
@@ -179,9 +240,12 @@ class FastPathProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         app = self.app  # the App itself only without uvicorn's wrappers (serve turns them off)
-        plain = not self.root_path and self.limit_concurrency is None
-        self._fast_routes = app.fast_routes() if isinstance(app, App) and plain else {}
+        plain = isinstance(app, App) and not self.root_path and self.limit_concurrency is None
+        self._fast_routes = app.fast_routes() if plain else {}
+        self._fast_v2_routes = app.fast_v2_routes() if plain else {}
         self._fast_route: Callable[[bytes], Reply] | None = None
+        self._fast_v2_route: V2Route | None = None
+        self._fast_header: bytes | None = None  # V2's Inference-Header-Content-Length
         self._fast_body: list[bytes] = []
         self._fast_close = False
 
@@ -190,10 +254,16 @@ class FastPathProtocol(HttpToolsProtocol):
         if route is not None and self._plain_request():
             self._fast_route, self._fast_body = route, []
             return
+        v2_route = self._fast_v2_routes.get(self.url)
+        if v2_route is not None and self._plain_request(v2=True):
+            # Through the same code as a contract request: a V2 route wrapped to take the body.
+            header = self._fast_header
+            self._fast_route, self._fast_body = lambda body: v2_route(body, header), []
+            return
         self._fast_route = None
         super().on_headers_complete()
 
-    def _plain_request(self) -> bool:
+    def _plain_request(self, v2: bool = False) -> bool:
         parser = self.parser
         if (
             parser.get_method() != b"POST"
@@ -204,7 +274,7 @@ class FastPathProtocol(HttpToolsProtocol):
             or self.flow.write_paused  # a client not reading: uvicorn's send waits for it
         ):
             return False
-        content_type = length = None
+        content_type = length = header = None
         for name, value in self.headers:
             if name == b"content-type":
                 content_type = value
@@ -212,8 +282,11 @@ class FastPathProtocol(HttpToolsProtocol):
                 length = value
             elif name == b"transfer-encoding":
                 return False
+            elif name == _HEADER_LENGTH and header is None:
+                header = value
+        self._fast_header = header
         return (
-            content_type == JSON
+            (v2 or content_type == JSON)  # V2 takes any content type, as Triton does
             and length is not None
             and length.isdigit()
             and int(length) <= contract.MAX_BODY_BYTES
@@ -243,7 +316,13 @@ class FastPathProtocol(HttpToolsProtocol):
         parts = [STATUS_LINE[reply.status]]
         for name, value in self.server_state.default_headers:
             parts += [name, b": ", value, b"\r\n"]
-        parts += [_JSON_HEAD, str(len(reply.body)).encode(), b"\r\n"]
+        if reply.content_type == JSON:
+            parts.append(_JSON_HEAD)
+        else:
+            parts += [b"content-type: ", reply.content_type, b"\r\ncontent-length: "]
+        parts += [str(len(reply.body)).encode(), b"\r\n"]
+        if reply.header_length is not None:
+            parts += [_HEADER_LENGTH, b": ", reply.header_length, b"\r\n"]
         if reply.server_timing is not None:
             parts += [b"server-timing: ", reply.server_timing, b"\r\n"]
         if not keep_alive:
@@ -310,14 +389,18 @@ def load_predictor(path: Path, threads: int, kind: str | None = None) -> Predict
     return compiled
 
 
-def create_app(model_path: Path | None = None, workers: int | None = None) -> App:
+def create_app(
+    model_path: Path | None = None, workers: int | None = None, model_name: str | None = None
+) -> App:
     """Load the model and build the app (uvicorn's factory; runs in each worker process)."""
     path = model_path or Path(os.environ[MODEL_ENV])
     workers = workers or int(os.environ.get(WORKERS_ENV, "1"))
+    name = model_name or os.environ.get(v2.MODEL_NAME_ENV, v2.DEFAULT_MODEL_NAME)
     # The batch path's threads share the usable CPUs with the other workers.
     predictor = load_predictor(path, threads=max(1, cpus.usable_cpus() // workers))
     tracer = tracing.setup(STACK_NAME)
-    return App(Handler(predictor, STACK_NAME, tracer), tracer)
+    handler = Handler(predictor, STACK_NAME, tracer)
+    return App(handler, tracer, V2Handler(handler, STACK_NAME, v2.check_model_name(name)))
 
 
 def serve(opts: ServeOptions) -> None:
@@ -325,6 +408,7 @@ def serve(opts: ServeOptions) -> None:
 
     os.environ[MODEL_ENV] = str(opts.model)
     os.environ[WORKERS_ENV] = str(opts.workers)
+    os.environ[v2.MODEL_NAME_ENV] = opts.model_name
     if os.environ.get(PREDICTOR_ENV, "lleaves") == "lleaves":
         try:  # compile once here (20-60 s the first time), so every worker loads the cache
             from fiber_endpoints.stacks.lleaves_predictor import ensure_compiled

@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fiber_endpoints import contract, cpus, tracing
+from fiber_endpoints import contract, cpus, tracing, v2
 from fiber_endpoints.contract import ContractError
 from fiber_endpoints.model import MODEL_ENV
 from fiber_endpoints.stacks import ServeOptions, exit_zero_on_stop_signal
@@ -62,6 +62,14 @@ class Model:
         result: list[Any] = out.tolist()
         return result
 
+    def predict_values(self, values: np.ndarray[Any, np.dtype[np.float64]]) -> list[float]:
+        """Rows of a float64 matrix (NaN = missing): the outputs flat, row after row."""
+        out = np.asarray(self.booster.predict(values, num_threads=self.threads))
+        if not np.isfinite(out).all():
+            raise contract.non_finite_output()
+        result: list[float] = out.reshape(-1).tolist()
+        return result
+
     def check_row(self, field: str, row: list[float | None]) -> None:
         if len(row) != self.num_features:
             raise contract.wrong_feature_count(field, self.num_features, len(row))
@@ -72,20 +80,33 @@ inference_seconds: ContextVar[float] = ContextVar("inference_seconds", default=0
 
 
 class ContractMiddleware:
-    """Body limit, content type and ``Server-Timing`` for the inference routes (plain ASGI)."""
+    """Body limit, content type and ``Server-Timing`` for the inference routes (plain ASGI);
+    for V2's, body limit and ``Server-Timing`` once path, method and model are known good (an
+    unknown model is the app's 404, whatever the body)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, model_name: str = v2.DEFAULT_MODEL_NAME) -> None:
         self.app = app
+        self.model_name = model_name
+
+    def _v2_infer(self, path: str) -> bool:
+        try:
+            return v2.resolve("POST", path, self.model_name).kind == v2.INFER
+        except ContractError:
+            return False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if (
-            scope["type"] != "http"
-            or scope["method"] != "POST"
-            or path not in (contract.INFERENCE_PATH, contract.BATCH_PATH)
-        ):
+        if scope["type"] != "http" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
+        if path in (contract.INFERENCE_PATH, contract.BATCH_PATH):
+            await self._limited(scope, receive, send, json_only=True)
+        elif v2.is_v2_path(path) and self._v2_infer(path):
+            await self._limited(scope, receive, send, json_only=False)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _limited(self, scope: Scope, receive: Receive, send: Send, json_only: bool) -> None:
         headers = dict(scope["headers"])
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > contract.MAX_BODY_BYTES:
@@ -106,7 +127,7 @@ class ContractMiddleware:
             more = message.get("more_body", False)
         # The contract's order: body size, then content type.
         content_type = headers.get(b"content-type", b"").decode("latin-1")
-        if not contract.is_json_content_type(content_type):
+        if json_only and not contract.is_json_content_type(content_type):
             await _send_error(send, contract.wrong_content_type())
             return
         body: bytes | None = b"".join(chunks)
@@ -197,8 +218,11 @@ class StrictJSONRoute(APIRoute):
         return strict_handler
 
 
-def create_app(model_path: Path | None = None) -> FastAPI:
+def create_app(model_path: Path | None = None, model_name: str | None = None) -> FastAPI:
     path = model_path or Path(os.environ[MODEL_ENV])
+    name = v2.check_model_name(
+        model_name or os.environ.get(v2.MODEL_NAME_ENV, v2.DEFAULT_MODEL_NAME)
+    )
     model = Model(path)
     tracer = tracing.setup(STACK_NAME)
 
@@ -263,25 +287,72 @@ def create_app(model_path: Path | None = None) -> FastAPI:
             inference_seconds.set(time.perf_counter() - started)
         return {"predictions": predictions}
 
+    add_v2_routes(app, model, name, tracer)
+
     if tracer is not None:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-        # receive/send spans excluded: see docs/tracing.md for the measured cost.
+        # receive/send spans excluded: see docs/tracing.md for the measured cost. Only the
+        # inference routes are traced (V2's included), as in every stack.
         FastAPIInstrumentor.instrument_app(
-            app, excluded_urls=contract.HEALTH_PATH, exclude_spans=["receive", "send"]
+            app,
+            excluded_urls=",".join([contract.HEALTH_PATH, *v2.UNTRACED_URLS]),
+            exclude_spans=["receive", "send"],
         )
+    app.state.model_name = name
     return app
+
+
+def add_v2_routes(app: FastAPI, model: Model, model_name: str, tracer: Any) -> None:
+    """Open Inference Protocol V2 over the same booster: routes here, the protocol (parsing,
+    checks, messages, response) in :mod:`fiber_endpoints.v2`, shared with the fast stack."""
+
+    def get(request: Request) -> Any:
+        route = v2.resolve(request.method, request.url.path, model_name)
+        return v2.get_body(route, STACK_NAME, model_name, model.num_features, model.num_class)
+
+    async def infer(request: Request) -> Response:
+        v2.resolve(request.method, request.url.path, model_name)
+        header = request.headers.get(v2.HEADER_LENGTH)
+        parsed = v2.parse_infer(
+            await request.body(),
+            header.encode("latin-1") if header is not None else None,
+            model.num_features,
+        )
+        with tracing.inference_span(tracer, parsed.rows, model.num_features):
+            started = time.perf_counter()
+            flat = model.predict_values(parsed.values)
+            inference_seconds.set(time.perf_counter() - started)
+        binary = parsed.binary_output
+        doc = v2.response_doc(model_name, parsed.id, parsed.rows, model.num_class, flat, binary)
+        head = json.dumps(doc, separators=(",", ":")).encode()
+        if not binary:
+            return Response(head, media_type=contract.JSON_CONTENT_TYPE)
+        return Response(
+            head + v2.binary_data(flat),
+            media_type=v2.BINARY_CONTENT_TYPE,
+            headers={v2.HEADER_LENGTH: str(len(head))},
+        )
+
+    for path in ("/v2", "/v2/health/live", "/v2/health/ready"):
+        app.get(path)(get)
+    for base in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
+        app.get(base)(get)
+        app.get(base + "/ready")(get)
+        app.post(base + "/infer")(infer)
 
 
 def asgi_app() -> ASGIApp:
     """uvicorn's factory: the app with the contract middleware around it."""
-    return ContractMiddleware(create_app())
+    app = create_app()
+    return ContractMiddleware(app, app.state.model_name)
 
 
 def serve(opts: ServeOptions) -> None:
     import uvicorn
 
     os.environ[MODEL_ENV] = str(opts.model)
+    os.environ[v2.MODEL_NAME_ENV] = opts.model_name
     exit_zero_on_stop_signal()
     uvicorn.run(
         "fiber_endpoints.stacks.fastapi_control:asgi_app",

@@ -52,7 +52,13 @@ def binary() -> Path:
 
 
 def command(opts: ServeOptions) -> list[str]:
-    return [str(binary()), "-model", str(opts.model), "-host", opts.host, "-port", str(opts.port)]
+    return [
+        str(binary()),
+        "-model", str(opts.model),
+        "-host", opts.host,
+        "-port", str(opts.port),
+        "-model-name", opts.model_name,
+    ]  # fmt: skip
 
 
 def serve(opts: ServeOptions) -> None:

@@ -18,10 +18,14 @@ import math
 from array import array
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
 
 import lightgbm.basic
 
 from fiber_endpoints import cpus
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 _DTYPE_FLOAT64 = 1  # C_API_DTYPE_FLOAT64
 _PREDICT_NORMAL = 0  # C_API_PREDICT_NORMAL: probabilities for binary/multiclass, as predict()
@@ -29,6 +33,9 @@ _ALL_ITERATIONS = -1  # what Booster.predict uses for a model file (best_iterati
 _NAN = math.nan
 
 Row = Sequence[float | None]
+# Rows laid out row-major in writable float64 memory (``array('d')``, a C-contiguous float64
+# numpy array): what ``predict_flat`` reads in place.
+FloatBuffer: TypeAlias = "Buffer"
 
 
 class LightGBMError(RuntimeError):
@@ -170,11 +177,19 @@ class CapiPredictor:
 
     def predict_rows(self, rows: Sequence[Row]) -> list[float] | list[list[float]]:
         """Many rows in one C call (``LGBM_BoosterPredictForMat``, row-major float64)."""
-        n_rows, n_features, k = len(rows), self.num_features, self.num_class
-        flat = flatten_rows(rows)
+        values, k = self.predict_flat(flatten_rows(rows), len(rows)), self.num_class
+        if k == 1:
+            return values
+        return [values[i : i + k] for i in range(0, len(values), k)]
+
+    def predict_flat(self, flat: FloatBuffer, n_rows: int) -> list[float]:
+        """``n_rows`` rows from a writable row-major float64 buffer (``array('d')``, a C-contiguous
+        numpy array), NaN = missing: ``n_rows * num_class`` outputs, row after row."""
+        n_features, k = self.num_features, self.num_class
+        data = (ctypes.c_double * (n_rows * n_features)).from_buffer(flat)
         out = (ctypes.c_double * (n_rows * k))()
         out_len = ctypes.c_int64()
-        address, _ = flat.buffer_info()
+        address = ctypes.addressof(data)
         _check(
             self._lib,
             self._lib.LGBM_BoosterPredictForMat(
@@ -193,9 +208,7 @@ class CapiPredictor:
             ),
         )
         values: list[float] = out[:]
-        if k == 1:
-            return values
-        return [values[i : i + k] for i in range(0, n_rows * k, k)]
+        return values
 
     def close(self) -> None:
         if self._fast:

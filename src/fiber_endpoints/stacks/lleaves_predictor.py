@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from fiber_endpoints import cpus, model, paths
-from fiber_endpoints.stacks.lgbm_capi import CapiPredictor, Row, flatten_rows
+from fiber_endpoints.stacks.lgbm_capi import CapiPredictor, FloatBuffer, Row, flatten_rows
 
 _NAN = math.nan
 _MIN_ROWS_PER_THREAD = 64
@@ -101,9 +101,15 @@ class LleavesPredictor:
         return self._out[:]
 
     def predict_rows(self, rows: Sequence[Row]) -> list[float] | list[list[float]]:
-        n_rows, k = len(rows), self.num_class
-        flat = flatten_rows(rows)
-        data = (ctypes.c_double * len(flat)).from_buffer(flat)
+        values, k = self.predict_flat(flatten_rows(rows), len(rows)), self.num_class
+        if k == 1:
+            return values
+        return [values[i : i + k] for i in range(0, len(values), k)]
+
+    def predict_flat(self, flat: FloatBuffer, n_rows: int) -> list[float]:
+        """As :meth:`CapiPredictor.predict_flat`: ``n_rows * num_class`` outputs, row-major."""
+        k = self.num_class
+        data = (ctypes.c_double * (n_rows * self.num_features)).from_buffer(flat)
         out = (ctypes.c_double * (n_rows * k))()
         parts = min(self.threads, n_rows // _MIN_ROWS_PER_THREAD)
         if parts <= 1:
@@ -115,9 +121,7 @@ class LleavesPredictor:
             ranges = [(s, min(s + step, n_rows)) for s in range(0, n_rows, step)]
             list(self._pool.map(lambda r: self._entry(data, out, r[0], r[1]), ranges))
         values: list[float] = out[:]
-        if k == 1:
-            return values
-        return [values[i : i + k] for i in range(0, n_rows * k, k)]
+        return values
 
     def close(self) -> None:
         if self._pool is not None:

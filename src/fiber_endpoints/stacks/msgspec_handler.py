@@ -25,7 +25,7 @@ import msgspec
 
 from fiber_endpoints import contract, tracing
 from fiber_endpoints.contract import ContractError
-from fiber_endpoints.stacks.lgbm_capi import Row
+from fiber_endpoints.stacks.lgbm_capi import FloatBuffer, Row
 
 JSON = b"application/json"
 
@@ -49,15 +49,20 @@ class Predictor(Protocol):
 
     def predict_rows(self, rows: Sequence[Row]) -> list[float] | list[list[float]]: ...
 
+    def predict_flat(self, flat: FloatBuffer, n_rows: int) -> list[float]: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """What the server writes: status, JSON body, and ``Server-Timing`` when the handler ran."""
+    """What the server writes: status, body, ``Server-Timing`` when the handler ran, and for a V2
+    response with binary data its ``Inference-Header-Content-Length`` and content type."""
 
     status: int
     body: bytes
     server_timing: bytes | None = None
     allow: bytes | None = None
+    header_length: bytes | None = None
+    content_type: bytes = JSON
 
 
 def _check_value(field: str, value: Any) -> ContractError | None:
@@ -143,6 +148,7 @@ class Handler:
         self.num_features = n = predictor.num_features
         self._predict_row: Callable[[Row], Any] = predictor.predict_row
         self._predict_rows: Callable[[Sequence[Row]], Any] = predictor.predict_rows
+        self._predict_flat: Callable[[FloatBuffer, int], list[float]] = predictor.predict_flat
         self._tracer = tracer
         self._traced_s = 0.0  # with tracing: the predictor call alone, inside its span
         if tracer is not None:  # decided once: without a tracer, no OpenTelemetry code runs
@@ -161,7 +167,15 @@ class Handler:
                     self._traced_s = perf_counter() - t0
                 return out
 
+            def predict_flat(flat: FloatBuffer, rows: int) -> list[float]:
+                with tracing.inference_span(tracer, rows, n):
+                    t0 = perf_counter()
+                    out = predictor.predict_flat(flat, rows)
+                    self._traced_s = perf_counter() - t0
+                return out
+
             self._predict_row, self._predict_rows = predict_row, predict_rows
+            self._predict_flat = predict_flat
         self._single = msgspec.json.Decoder(SingleBody).decode
         self._batch = msgspec.json.Decoder(BatchBody).decode
         self._encode: Callable[[Any], bytes] = msgspec.json.Encoder().encode
