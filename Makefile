@@ -4,12 +4,16 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CLI := $(VENV)/bin/fiber-endpoints
 STAMP := $(VENV)/.installed
+UV_BIN := $(VENV)/bin/uv
+UV_PIN := $(shell grep -o '"uv==[^"]*"' pyproject.toml | tr -d '"')
+# uv works on the venv above and never downloads a Python.
+UV := UV_PROJECT_ENVIRONMENT=$(VENV) UV_PYTHON_DOWNLOADS=never $(UV_BIN)
 GO_BIN := fiber/bin/fiber-endpoint
 GO_SRC := $(wildcard fiber/*.go) fiber/go.mod fiber/go.sum
 BENCH_ARGS ?=
 TRACE_ARGS ?=
 
-.PHONY: help setup bench test lint test-unit test-contract test-slow go-test fixtures clean jaeger load-tools trace report
+.PHONY: help setup lock bench test lint test-unit test-contract test-slow go-test fixtures clean jaeger load-tools trace report
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -17,10 +21,19 @@ help: ## list the targets
 $(PY):
 	python3 -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+# uv, the lock tool, at its one pin (pyproject.toml's dev extra), into the venv with pip; from
+# then on `uv sync` keeps it, because the lock has it.
+$(UV_BIN): | $(PY)
+	$(PY) -m pip install -q --disable-pip-version-check '$(UV_PIN)'
+
+# Exactly what uv.lock says, for the serving set plus the bench and dev extras (packages the lock
+# does not have are removed); fails, changing nothing, when uv.lock is stale.
+$(STAMP): pyproject.toml uv.lock | $(UV_BIN)
+	$(UV) sync --locked --extra bench --extra dev
 	touch $@
+
+lock: $(UV_BIN) ## re-resolve uv.lock after changing dependencies in pyproject.toml
+	$(UV) lock
 
 # The same build command as the Dockerfile and stacks/fiber_go.py (BUILD_COMMAND).
 $(GO_BIN): $(GO_SRC)
@@ -43,7 +56,8 @@ trace: setup jaeger ## every request of every stack traced into Jaeger; breakdow
 report: $(STAMP) ## Markdown report + plots from the newest results (no rerun)
 	$(CLI) report results/latest
 
-lint: $(STAMP) ## ruff, mypy, go vet, docs check
+lint: $(STAMP) ## uv.lock in sync with pyproject.toml, ruff, mypy, go vet, docs check
+	$(UV) lock --check
 	$(VENV)/bin/ruff check src tests scripts/check_docs.py
 	$(VENV)/bin/ruff format --check src tests scripts/check_docs.py
 	$(VENV)/bin/mypy
