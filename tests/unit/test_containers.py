@@ -16,6 +16,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import pathspec
 import pytest
 import yaml
 from packaging.requirements import Requirement
@@ -81,30 +82,22 @@ def venv_tool(name: str) -> str:
     return found
 
 
-def dockerignore_patterns() -> list[str]:
-    lines = (ROOT / ".dockerignore").read_text().splitlines()
-    return [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
+def dockerignore_spec(lines: list[str]) -> pathspec.PathSpec:
+    """.dockerignore as Docker reads it, in gitignore syntax: every pattern is anchored at the
+    context root (``*.md`` is the root's only, unlike in .gitignore), a match on a directory
+    excludes everything below it, and the last matching pattern wins, so ``!`` re-includes even
+    inside an excluded directory (pathspec matches each file's path, as Docker does)."""
+    patterns = []
+    for line in lines:
+        line = line.strip()
+        if line and not line.startswith("#"):
+            negate, body = line.startswith("!"), line.lstrip("!").strip().lstrip("/")
+            patterns.append(("!" if negate else "") + "/" + body)
+    return pathspec.PathSpec.from_lines("gitignore", patterns)
 
 
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    out = ""
-    for part in re.split(r"(\*\*/|\*\*|\*|\?)", pattern.strip("/")):
-        out += {"**/": "(?:.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}.get(part, re.escape(part))
-    return re.compile(out)
-
-
-def ignored(path: str, patterns: list[str]) -> bool:
-    """Docker's .dockerignore rule: the last matching pattern wins; a match on a parent
-    directory excludes everything below it; ``!`` re-includes."""
-    parts = path.strip("/").split("/")
-    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-    result = False
-    for pattern in patterns:
-        negate = pattern.startswith("!")
-        regex = _glob_regex(pattern.lstrip("!"))
-        if any(regex.fullmatch(p) for p in prefixes):
-            result = not negate
-    return result
+def dockerignore() -> pathspec.PathSpec:
+    return dockerignore_spec((ROOT / ".dockerignore").read_text().splitlines())
 
 
 # ---- the reader itself ----
@@ -149,12 +142,17 @@ def test_reader_refuses_what_it_does_not_understand(text: str) -> None:
         dockerfiles.stages(text)
 
 
-def test_dockerignore_matcher() -> None:
-    pats = ["**/__pycache__", "fiber/bin", "*.md", "!README.md"]
-    assert ignored("src/pkg/__pycache__/x.pyc", pats)
-    assert ignored("fiber/bin/fiber-endpoint", pats)
-    assert ignored("NOTES.md", pats) and not ignored("README.md", pats)
-    assert not ignored("fiber/main.go", pats) and not ignored("docs/x.md", pats)
+def test_dockerignore_reading() -> None:
+    """Where Docker's rules differ from .gitignore's, ours must follow Docker's."""
+    spec = dockerignore_spec(["# a comment", "**/__pycache__", "fiber/bin", "*.md", "!README.md",
+                              "/docs", "!docs/keep.md", ".venv"])  # fmt: skip
+    assert spec.match_file("src/pkg/__pycache__/x.pyc") and spec.match_file("__pycache__/x.pyc")
+    assert spec.match_file("fiber/bin/fiber-endpoint")
+    assert spec.match_file("NOTES.md") and not spec.match_file("README.md")
+    assert not spec.match_file("fiber/main.go")
+    assert not spec.match_file("src/x.md"), "a pattern without **/ is anchored at the root"
+    assert not spec.match_file("src/.venv/x"), "a pattern without **/ is anchored at the root"
+    assert spec.match_file("docs/x.md") and not spec.match_file("docs/keep.md")
 
 
 # ---- every Dockerfile ----
@@ -336,7 +334,7 @@ def test_go_build_is_the_build_command() -> None:
 @pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
 def test_copy_sources_are_tracked_and_in_the_context(path: Path) -> None:
     """A clean clone has every file a COPY needs, and .dockerignore does not hide it."""
-    patterns = dockerignore_patterns()
+    spec = dockerignore()
     for stage in dockerfiles.read(path):
         for ins in stage.all("COPY"):
             if "from" in ins.flags:
@@ -344,20 +342,20 @@ def test_copy_sources_are_tracked_and_in_the_context(path: Path) -> None:
             for source in ins.args.split()[:-1]:
                 files = tracked(source)
                 assert files, f"{path.name}:{ins.line}: {source} is not tracked by git"
-                kept = [f for f in files if not ignored(f, patterns)]
+                kept = [f for f in files if not spec.match_file(f)]
                 assert kept, f"{path.name}:{ins.line}: {source} is excluded by .dockerignore"
 
 
 def test_dockerignore_keeps_local_state_out() -> None:
-    patterns = dockerignore_patterns()
+    spec = dockerignore()
     for path in [".venv/bin/python", ".git/HEAD", "fiber/bin/fiber-endpoint", "results/a.json",
                  "src/fiber_endpoints/__pycache__/cli.cpython-311.pyc", ".cache/jaeger/bin/jaeger",
                  ".mypy_cache/x", "src/fiber_endpoints.egg-info/PKG-INFO", ".env"]:  # fmt: skip
-        assert ignored(path, patterns), path
+        assert spec.match_file(path), path
     for path in ["pyproject.toml", "uv.lock", "README.md", "src/fiber_endpoints/cli.py",
                  "fiber/main.go", "models/regression/model.txt",
                  "docker/healthcheck/main.go"]:  # fmt: skip
-        assert not ignored(path, patterns), path
+        assert not spec.match_file(path), path
 
 
 def extra(name: str) -> list[Requirement]:
