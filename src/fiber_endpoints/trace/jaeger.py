@@ -17,8 +17,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -249,15 +248,6 @@ def stop(jaeger: Jaeger, timeout: float = 10.0) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-
-
-@contextmanager
-def running(**kwargs: object) -> Iterator[Jaeger]:
-    jaeger = start(**kwargs)  # type: ignore[arg-type]
-    try:
-        yield jaeger
-    finally:
-        stop(jaeger)
 
 
 def otel_env(
