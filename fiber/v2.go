@@ -8,8 +8,10 @@ package main
 // The request reader reuses request.go's hand-written decoder: one pass over the body that
 // validates it as JSON (at most v2MaxDepth levels deep) and keeps the facts the checks need
 // (raw strings, shape, data values as float64, the first non-number element), then the checks
-// run in the protocol's fixed order. BenchmarkV2Parse (v2_test.go) compares it with
-// encoding/json on a 20-feature body.
+// run in the protocol's fixed order. BenchmarkV2Parse (v2_test.go), a one-row 20-feature
+// request, 2-core AMD EPYC VM (shared, noisy), Go 1.26: this reader 1.7-2.6 µs/op, 0 allocs;
+// encoding/json into a struct with []*float64 data 8.9-9.1 µs/op, 1.5 kB, 43 allocs. The whole
+// V2 handler (BenchmarkV2Inference) allocates nothing on the good path.
 
 import (
 	"encoding/binary"
