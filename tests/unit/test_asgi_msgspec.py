@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import struct
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
@@ -516,3 +517,41 @@ def test_fast_path_leaves_the_rest_to_asgi_and_finishes_on_shutdown(
     assert [s for s, _ in _responses(b"".join(transport.writes))] == [200]
     assert transport.closed
     protocol.connection_lost(None)
+
+
+def test_fast_path_answers_v2_inference_in_place(
+    connect: tuple[Callable[[], Connection], Any], app: asgi_msgspec.App
+) -> None:
+    """A V2 inference request to the served model (no content type, as tritonclient sends it;
+    JSON or binary tensor data) is answered in one write, as the ASGI app answers it."""
+    new, _ = connect
+    path = b"/v2/models/model/infer"
+    json_body = json.dumps(
+        {"id": "1", "inputs": [{"name": "x", "shape": [1, N], "datatype": "FP64", "data": ROW}]}
+    ).encode()
+    head = json.dumps(
+        {"inputs": [{"name": "x", "shape": [1, N], "datatype": "FP64",
+                     "parameters": {"binary_data_size": 8 * N}}],
+         "parameters": {"binary_data_output": True}}
+    ).encode()  # fmt: skip
+    binary_body = head + struct.pack(f"<{N}d", *ROW)
+    for body, extra in [
+        (json_body, b""),
+        (binary_body, b"Inference-Header-Content-Length: %d\r\n" % len(head)),
+    ]:
+        protocol, transport = new()
+        protocol.data_received(
+            b"POST %s HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n%s\r\n%s"
+            % (path, len(body), extra, body)
+        )
+        assert len(transport.writes) == 1  # handled in place
+        got_head, _, got_body = transport.writes[0].partition(b"\r\n\r\n")
+        assert got_head.startswith(b"HTTP/1.1 200 OK\r\n")
+        headers = [(b"inference-header-content-length", str(len(head)).encode())] if extra else []
+        status, want_headers, want_body = _call(app, "POST", path.decode(), [body], headers)
+        assert (status, got_body) == (200, want_body)
+        if extra:
+            assert b"\r\ncontent-type: application/octet-stream\r\n" in got_head
+            length = want_headers[b"inference-header-content-length"]
+            assert b"\r\ninference-header-content-length: " + length + b"\r\n" in got_head
+        protocol.connection_lost(None)
