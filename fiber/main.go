@@ -20,9 +20,17 @@ import (
 
 const modelEnv = "FIBER_ENDPOINTS_MODEL"
 
+// exitUnsupportedModel tells whoever started us that this stack cannot compute the model exactly
+// (not that it failed): the bench reports the stack as not eligible instead of timing it.
+// The same code as EXIT_UNSUPPORTED_MODEL in src/fiber_endpoints/stacks/__init__.py.
+const exitUnsupportedModel = 3
+
 func main() {
 	if err := run(os.Args[1:]); err != nil {
 		log.Printf("fiber-endpoint: %v", err)
+		if errors.Is(err, ErrUnsupportedModel) {
+			os.Exit(exitUnsupportedModel)
+		}
 		os.Exit(1)
 	}
 }

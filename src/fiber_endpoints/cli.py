@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
+from typing import Any
 
 from fiber_endpoints import model, stacks, v2
-from fiber_endpoints.bench.load import add_arguments as load_arguments
 from fiber_endpoints.report import command as report_command
 from fiber_endpoints.trace import command as trace_command
 
@@ -59,8 +60,42 @@ def _parse_targets(values: list[str]) -> dict[str, str]:
     return targets
 
 
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.replace(" ", "").split(",") if x)
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(x) for x in text.replace(" ", "").split(",") if x)
+
+
+def _load_config(args: argparse.Namespace) -> Any:
+    """The load phase's configuration from its flags (unset flags: short or ``--full``)."""
+    from dataclasses import replace
+
+    from fiber_endpoints.bench.load import LoadConfig
+
+    if not args.load:
+        return None
+    base = LoadConfig.full() if args.full else LoadConfig()
+    given = {
+        "modes": args.load_modes,
+        "connections": args.connections,
+        "duration_s": args.duration,
+        "open_duration_s": args.duration,
+        "warmup_s": args.load_warmup,
+        "open_warmup_s": args.load_warmup,
+        "rates": args.rate,
+        "slo_ms": args.slo_ms,
+        "batch_sizes": args.batch_sizes,
+        "rounds": args.rounds,
+        "ceiling": False if args.no_ceiling else None,
+    }
+    return replace(base, **{k: v for k, v in given.items() if v is not None})
+
+
 def _bench(args: argparse.Namespace) -> int:
-    from fiber_endpoints.bench import results, runner
+    from fiber_endpoints.bench import results, runner, schema, summary, workload
+    from fiber_endpoints.bench.context import BenchConfig
 
     targets = _parse_targets(args.target)
     # Default: every registered stack; with --target only, just the given endpoints.
@@ -68,44 +103,70 @@ def _bench(args: argparse.Namespace) -> int:
     for name in names:
         if name not in targets:
             stacks.get(name)
-    config = runner.BenchConfig(
-        stacks=names,
-        model_path=args.model.resolve(),
-        targets=targets,
-        samples=args.samples,
-        calls=args.calls,
-        client=args.client,
-        out_base=args.out or results.RESULTS_DIR,
-        warmup_calls=args.warmup,
-        pin=not args.no_pin,
-    )
-    if args.tracing_cost:
-        from fiber_endpoints.trace import cost
-
-        config.phases.append(runner.Phase("tracing_cost", cost.phase))
-    if args.load:
-        from fiber_endpoints.bench import load
-
-        # The load lab starts a fresh server per stack and round.
-        config.phases.append(runner.Phase("load", load.phase(args), needs_servers=False))
-    path, doc = runner.run(config)
-    runner.print_summary(doc)
+    try:
+        config = BenchConfig(
+            stacks=names,
+            model_path=args.model.resolve(),
+            rows_file=args.rows.resolve() if args.rows else None,
+            targets=targets,
+            samples=args.samples,
+            calls=args.calls,
+            client=args.client,
+            warmup_calls=args.warmup,
+            pin=not args.no_pin,
+            client_cpus=args.client_cpus,
+            server_cpus=args.server_cpus,
+            floor=not args.no_floor,
+            keep_awake=args.keep_awake,
+            tracing_cost=args.tracing_cost,
+            load=_load_config(args),
+            out_base=args.out or results.RESULTS_DIR,
+        )
+        path, doc = runner.run(config)
+    except (workload.WorkloadError, ValueError, FileNotFoundError) as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+    for key in ("sequential", "sequential_keep_awake"):
+        if key in doc:
+            print(summary.sequential_markdown(doc[key], doc["placement"]))
     if "tracing_cost" in doc:
         from fiber_endpoints.trace import cost
 
         print("\ntracing cost (same stack, tracing off vs on, interleaved):")
         print(cost.markdown(doc["tracing_cost"]))
-    failed = [n for n, s in doc["stacks"].items() if not s["parity"]["ok"]]
-    print(f"\nraw results: {path}")
     if "load" in doc:
-        from fiber_endpoints.bench import load
+        from fiber_endpoints.report import markdown
 
-        print(load.summary_markdown(doc["load"]))
+        print("\nunder load:\n")
+        print("\n".join(markdown.throughput_table(dict(doc["load"]))))
+    print(f"\nraw results: {path}")
     print(f"report: {report_command.report(path)[0]}")
-    if failed:
-        print(f"parity FAILED for {', '.join(failed)}: not timed")
-        return 1
-    return 0
+    verdict: schema.Verdict = doc["verdict"]
+    for problem in verdict["problems"]:
+        print(f"FAILED: {problem}", file=sys.stderr)
+    return 0 if verdict["ok"] else 1
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from fiber_endpoints.bench import results, schema
+    from fiber_endpoints.report import compare
+
+    try:
+        a, b = results.load(args.run_a), results.load(args.run_b)
+    except schema.SchemaError as exc:
+        print(f"compare: {exc}", file=sys.stderr)
+        return 2
+    changes = compare.compare(a, b)
+    if not changes:
+        print("compare: the two runs share no stack and headline number", file=sys.stderr)
+        return 2
+    threshold = args.max_regression / 100.0
+    print(compare.markdown(changes, threshold))
+    regressions = [c for c in changes if c.regressed(threshold)]
+    for c in regressions:
+        print(f"REGRESSION: {c.stack} {compare.METRICS[c.metric][0]} {c.relative:+.1%}",
+              file=sys.stderr)  # fmt: skip
+    return 1 if regressions else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,6 +214,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="an endpoint already running (repeatable); parity is checked too",
     )
     p.add_argument("--model", type=Path, default=model.default_model())
+    p.add_argument(
+        "--rows",
+        type=Path,
+        default=None,
+        help="CSV/Parquet rows with a header (columns = the model's feature names) sent by every "
+        "phase (default: the model's golden file, else rows generated from the model)",
+    )
     p.add_argument("--samples", type=int, default=50, help="samples per stack (seed: 50)")
     p.add_argument("--calls", type=int, default=100, help="sequential calls per sample (seed: 100)")
     p.add_argument(
@@ -164,14 +232,121 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--warmup", type=int, default=200, help="untimed calls per stack first")
     p.add_argument("--no-pin", action="store_true", help="do not place client/servers on CPUs")
+    p.add_argument(
+        "--client-cpus",
+        type=_ints,
+        default=None,
+        metavar="0",
+        help="CPUs of the client and load generators (default: the first)",
+    )
+    p.add_argument(
+        "--server-cpus",
+        type=_ints,
+        default=None,
+        metavar="1",
+        help="CPUs of every server (default: the others)",
+    )
+    p.add_argument(
+        "--no-floor",
+        action="store_true",
+        help="no loopback-floor row (trivial C server) in the sequential table",
+    )
+    p.add_argument(
+        "--keep-awake",
+        action="store_true",
+        help="also time the sequential protocol with SCHED_IDLE spinners keeping the "
+        "CPUs out of idle (shown beside the default, never instead)",
+    )
     p.add_argument("--out", type=Path, default=None, help="results folder (default: results/)")
     p.add_argument(
         "--tracing-cost",
         action="store_true",
         help="also time each stack with tracing on (a real Jaeger) against tracing off",
     )
-    load_arguments(p)
+    g = p.add_argument_group("load (wrk closed loop, vegeta open loop, batch sweep)")
+    g.add_argument(
+        "--load",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the load phase (default: yes)",
+    )
+    g.add_argument(
+        "--full",
+        action="store_true",
+        help="full sweep: 1..64 connections, 8 rates, longer slices, 5 rounds",
+    )
+    g.add_argument(
+        "--load-modes",
+        type=lambda s: tuple(s.split(",")),
+        default=None,
+        metavar="closed,open,batch",
+        help="which load modes to run (default: all)",
+    )
+    g.add_argument(
+        "--connections",
+        type=_ints,
+        default=None,
+        metavar="1,16,64",
+        help="closed-loop connection counts",
+    )
+    g.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds measured per slice (closed and open loop)",
+    )
+    g.add_argument(
+        "--load-warmup",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds of discarded warm-up before each slice",
+    )
+    g.add_argument(
+        "--rate",
+        type=_floats,
+        default=None,
+        metavar="R[,R...]",
+        help="open-loop rates in requests/s (default: fractions of the closed peak)",
+    )
+    g.add_argument(
+        "--slo-ms",
+        type=float,
+        default=None,
+        metavar="MS",
+        help="p99 bound for throughput at SLO (default 10 ms)",
+    )
+    g.add_argument(
+        "--batch-sizes",
+        type=_ints,
+        default=None,
+        metavar="1,10,100,1000",
+        help="rows per batch request (shrunk to fit the 1 MiB body limit)",
+    )
+    g.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="slices per step and stack, interleaved, order rotated each round",
+    )
+    g.add_argument(
+        "--no-ceiling",
+        action="store_true",
+        help="skip measuring the generators' ceiling (and the run's drift)",
+    )
     p.set_defaults(func=_bench)
+
+    p = sub.add_parser(
+        "compare",
+        help="two results side by side (also `bench compare A B`); exit 1 past a regression",
+    )
+    p.add_argument("run_a", type=Path, help="results.json or run folder (the baseline)")
+    p.add_argument("run_b", type=Path, help="results.json or run folder (the change)")
+    p.add_argument("--max-regression", type=float, default=10.0, metavar="PCT",
+                   help="fail when a headline number is worse by more than PCT %% and outside "
+                   "both runs' spread (default 10)")  # fmt: skip
+    p.set_defaults(func=_compare)
 
     trace_command.add_parser(sub)
     report_command.add_parser(sub)
@@ -179,5 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["bench", "compare"]:  # `bench compare A B` is `compare A B`
+        argv = argv[1:]
     args = build_parser().parse_args(argv)
     return int(args.func(args))

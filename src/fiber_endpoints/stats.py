@@ -228,6 +228,27 @@ def bootstrap_ratio_of_medians_paired_blocks(
     }
 
 
+def bootstrap_median_blocks(
+    blocks: Sequence[Sequence[float]],
+    *,
+    resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, float]:
+    """The median of all values with a CI from resampling whole blocks (one block = one sample
+    of consecutive calls, which are correlated): how precisely one run pins its median."""
+    k = len(blocks)
+    width = min((len(b) for b in blocks), default=0)
+    if k == 0 or width == 0:
+        raise ValueError("need at least one non-empty block")
+    a = np.asarray([list(b)[:width] for b in blocks], dtype=np.float64)
+    idx = np.random.default_rng(seed).integers(0, k, size=(resamples, k))
+    medians = np.median(a[idx].reshape(resamples, -1), axis=1)
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    low, high = np.percentile(medians, [tail, 100.0 - tail])
+    return {"median": float(np.median(a)), "low": float(low), "high": float(high)}
+
+
 def weighted_median(values: np.ndarray, counts: np.ndarray | None = None) -> float:
     """The median of values (each repeated ``counts`` times); numpy's median when unweighted."""
     if counts is None:

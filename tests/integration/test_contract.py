@@ -13,7 +13,8 @@ import pytest
 
 from fiber_endpoints import contract, model, stacks
 from fiber_endpoints.bench import parity, servers
-from fiber_endpoints.bench.client import RawClient, Response, batch_body, parse_server_timing
+from fiber_endpoints.bench.client import RawClient, Response, parse_server_timing
+from fiber_endpoints.bench.workload import encode_body
 
 pytestmark = pytest.mark.contract
 
@@ -95,7 +96,7 @@ def test_null_is_missing_value(client: RawClient) -> None:
 
 def test_batch(client: RawClient) -> None:
     golden = model.load_golden(MODELS["regression"])
-    resp = send(client, "POST", "/inference/batch", batch_body(golden.rows[:7]))
+    resp = send(client, "POST", "/inference/batch", encode_body(golden.rows[:7]))
     assert resp.status == 200
     preds = resp.json()["predictions"]
     assert (

@@ -21,7 +21,8 @@ import pytest
 
 from fiber_endpoints import model, stacks
 from fiber_endpoints.bench import servers
-from fiber_endpoints.bench.client import RawClient, Response, row_body
+from fiber_endpoints.bench.client import RawClient, Response
+from fiber_endpoints.bench.workload import encode_body
 from fiber_endpoints.trace import client, jaeger
 from fiber_endpoints.trace.breakdown import ClientCall, RequestBreakdown, breakdown
 from fiber_endpoints.trace.spans import SERVER, Span
@@ -132,7 +133,7 @@ def exchange(
             for row in rows[:UNSAMPLED]:
                 trace_id, span_id = client.new_ids()
                 tp = client.traceparent(trace_id, span_id, client.NOT_SAMPLED)
-                assert _post(conn, "/inference", row_body(row), tp).status == 200
+                assert _post(conn, "/inference", encode_body(row), tp).status == 200
                 unsampled.append(trace_id)
         finally:
             conn.close()

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from fiber_endpoints.bench.client import ClientError, RawClient, parse_server_timing, row_body
+from fiber_endpoints.bench.client import ClientError, RawClient, parse_server_timing
 
 
 def serve_once(response: bytes) -> tuple[str, threading.Thread]:
@@ -68,10 +68,6 @@ def test_prepare_sets_length_and_type() -> None:
     assert head.startswith(b"POST /inference HTTP/1.1\r\n")
     assert b"Content-Length: 11" in head and b"Content-Type: application/json" in head
     assert body == b'{"data":[]}'
-
-
-def test_row_body_writes_nan_as_null() -> None:
-    assert row_body([1.5, float("nan")]) == b'{"data": [1.5, null]}'
 
 
 @pytest.mark.parametrize(

@@ -46,16 +46,41 @@ def test_sequential_rows() -> None:
             },
         },
     }
-    rows = {r.stack: r for r in summary.sequential_rows(doc)}
+    rows = {r.stack: r for r in summary.sequential_rows(doc["sequential"])}
     assert rows["fastapi"].mean_s == pytest.approx(0.005)
     assert rows["fastapi"].median_s == pytest.approx(0.005)
-    assert rows["fastapi"].diff_vs_control_pct == 0.0
+    assert rows["fastapi"].diff_vs_control_pct is None  # the control itself
     assert rows["fiber"].mean_s == pytest.approx(0.002)
     assert rows["fiber"].diff_vs_control_pct == pytest.approx((0.005 - 0.002) / 0.0035 * 100)
     assert rows["fastapi"].app_p50_ms == pytest.approx(1.5)
     assert rows["fastapi"].inference_p50_ms == pytest.approx(0.4)
     assert rows["fiber"].app_p50_ms is None
     assert rows["fastapi"].client_cpu_us == pytest.approx(20)
-    table = summary.sequential_markdown(doc)
+    table = summary.sequential_markdown(doc["sequential"], doc["placement"])
+    assert "| fastapi | 0.005000 | 0.005000 | control |" in table
     assert "| fiber | 0.002000 | 0.002000 | 85.71% |" in table
     assert summary.DIFF_FORMULA in table
+
+
+def test_the_floor_is_a_diagnostic_row_last() -> None:
+    seq = {
+        "client": "raw",
+        "samples": 2,
+        "calls": 2,
+        "rows": 100,
+        "diagnostic": ["loopback-floor"],
+        "stacks": {
+            "loopback-floor": {"latencies_s": [[1e-4, 1e-4], [1e-4, 1e-4]],
+                               "server_timing_ms": [], "client_cpu_per_call_s": None},
+            "fiber": {"latencies_s": [[0.001, 0.001], [0.001, 0.001]],
+                      "server_timing_ms": [], "client_cpu_per_call_s": None},
+            "fastapi": {"latencies_s": [[0.002, 0.002], [0.002, 0.002]],
+                        "server_timing_ms": [], "client_cpu_per_call_s": None},
+        },
+    }  # fmt: skip
+    rows = summary.sequential_rows(seq)
+    assert [r.stack for r in rows] == ["fastapi", "fiber", "loopback-floor"]
+    floor = rows[-1]
+    assert floor.diagnostic and floor.ratio is None and floor.diff_vs_control_pct is None
+    assert rows[1].ratio is not None and rows[1].ratio["ratio"] == pytest.approx(0.5)
+    assert summary.diff_label(floor) == "floor (diagnostic)"

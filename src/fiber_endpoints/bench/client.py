@@ -9,9 +9,7 @@ status line and the headers it needs.
 from __future__ import annotations
 
 import json
-import math
 import socket
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -47,17 +45,6 @@ class Client(Protocol):
     def send(self, prepared: Any) -> Response: ...
 
     def close(self) -> None: ...
-
-
-def row_body(row: Sequence[float]) -> bytes:
-    """The contract's single-row body; NaN becomes JSON null."""
-    return json.dumps({"data": [None if math.isnan(v) else v for v in row]}).encode()
-
-
-def batch_body(rows: Sequence[Sequence[float]]) -> bytes:
-    return json.dumps(
-        {"data": [[None if math.isnan(v) else v for v in row] for row in rows]}
-    ).encode()
 
 
 class RawClient:

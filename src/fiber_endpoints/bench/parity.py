@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fiber_endpoints import contract
-from fiber_endpoints.bench.client import RawClient, batch_body, row_body
+from fiber_endpoints.bench.client import RawClient
+from fiber_endpoints.bench.workload import encode_body
 from fiber_endpoints.model import Golden, parity_errors
 
 
@@ -27,14 +28,14 @@ def check(url: str, golden: Golden) -> ParityResult:
     try:
         singles: list[Any] = []
         for i, row in enumerate(golden.rows):
-            resp = client.send(client.prepare("POST", contract.INFERENCE_PATH, row_body(row)))
+            resp = client.send(client.prepare("POST", contract.INFERENCE_PATH, encode_body(row)))
             if resp.status != 200:
                 errors.append(f"/inference row {i}: HTTP {resp.status}: {resp.body[:200]!r}")
                 break
             singles.append(resp.json().get("prediction"))
         else:
             errors += [f"/inference {e}" for e in parity_errors(singles, golden)]
-        resp = client.send(client.prepare("POST", contract.BATCH_PATH, batch_body(golden.rows)))
+        resp = client.send(client.prepare("POST", contract.BATCH_PATH, encode_body(golden.rows)))
         if resp.status != 200:
             errors.append(f"/inference/batch: HTTP {resp.status}: {resp.body[:200]!r}")
         else:

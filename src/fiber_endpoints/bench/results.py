@@ -1,19 +1,9 @@
-"""The results file: one JSON document per run with every raw latency and the machine's details.
+"""The results file: where runs are written, the machine's details, writing and reading.
 
-Layout (``results/<UTC timestamp>/results.json``)::
-
-    schema      "fiber-endpoints/results/1"
-    created     ISO time (UTC); command: argv
-    machine     CPU model, cores, memory, kernel, versions (Python, Go, LightGBM, Fiber, leaves...)
-    placement   {"client_cpus": [...], "server_cpus": [...], "note": "..."}
-    model       path, objective, features, classes
-    stacks      {name: {"url", "started_by_bench", "health", "parity": {"ok", "errors", ...}}}
-    sequential  {"client", "samples", "calls", "client_cpu_floor_s",
-                 "stacks": {name: {"latencies_s": [[C floats] x S], "server_timing_ms":
-                 [[inference_ms, app_ms] per call, in call order], "client_cpu_per_call_s"}}}
-    load        the load lab's raw results (see ``bench/load.py``)
-
-Statistics and plots are computed from this file by ``fiber-endpoints report``.
+One folder per run (``results/<UTC timestamp>/``) with ``results.json`` (its schema is code:
+``bench/schema.py``), the servers' logs and the report. ``results/latest`` points at the newest
+run that finished: it moves only once a run's results are written.
+Statistics and plots are computed from the file by ``fiber-endpoints report``.
 """
 
 from __future__ import annotations
@@ -31,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from fiber_endpoints import cpus
+from fiber_endpoints.bench import schema
 from fiber_endpoints.paths import PROJECT_ROOT
 
-SCHEMA = "fiber-endpoints/results/1"
 RESULTS_DIR = PROJECT_ROOT / "results"
 PYTHON_PACKAGES = (
     "lightgbm",
@@ -57,12 +47,21 @@ GO_MODULES = (
 
 
 def run_dir(base: Path = RESULTS_DIR) -> Path:
+    """A new, empty folder for one run (``latest`` does not move until :func:`write`)."""
     path = base / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path.mkdir(parents=True, exist_ok=True)
-    latest = base / "latest"  # the newest run, for docs and humans
+    suffix = 1
+    while path.exists():  # two runs in one second (tests): never share a folder
+        path = base / f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{suffix}"
+        suffix += 1
+    path.mkdir(parents=True)
+    return path
+
+
+def mark_latest(path: Path) -> None:
+    """Point ``<base>/latest`` at a finished run's folder."""
+    latest = path.parent / "latest"
     latest.unlink(missing_ok=True)
     latest.symlink_to(path.name)
-    return path
 
 
 def _cpu_model() -> str:
@@ -143,16 +142,25 @@ def _clean(value: Any) -> Any:
 
 
 def write(doc: dict[str, Any], directory: Path) -> Path:
+    """Write a finished run's document and point ``latest`` at it."""
     path = directory / "results.json"
-    doc = {"schema": SCHEMA, **doc}
+    doc = {"schema": schema.SCHEMA, **doc}
+    schema.validate(_clean(doc), str(path))  # never write what report would refuse
     path.write_text(json.dumps(_clean(doc), separators=(",", ":")) + "\n")
+    mark_latest(directory)
     return path
 
 
-def load(path: Path) -> dict[str, Any]:
-    if path.is_dir():
-        path = path / "results.json"
-    doc: dict[str, Any] = json.loads(path.read_text())
-    if doc.get("schema") != SCHEMA:
-        raise ValueError(f"{path}: not a {SCHEMA} results file")
-    return doc
+def resolve(path: Path) -> Path:
+    """A results file, or a run folder holding ``results.json``."""
+    return path / "results.json" if path.is_dir() else path
+
+
+def load(path: Path) -> schema.ResultsDoc:
+    """A results file read back and validated (:class:`schema.SchemaError` if it is not one)."""
+    path = resolve(path)
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise schema.SchemaError(f"{path}: cannot read results: {exc}") from None
+    return schema.validate(doc, str(path))

@@ -1,197 +1,179 @@
-"""``bench``: start (or reach) every stack, check parity, run the protocols, write raw results.
+"""``bench``: start (or reach) every stack, check parity, run the phases, write raw results.
 
-Order matters: a stack is timed only after it returned LightGBM's predictions on the golden
-rows; a stack that fails parity is reported and left out of every timing.
+Order matters: a stack is timed only after it returned LightGBM's predictions on the workload's
+rows; a stack that fails parity is reported and left out of every timing. The run's verdict
+(``doc["verdict"]``) says why it failed, if it did: parity, a stack that answered mostly errors
+under load, a stack that did not run.
 """
 
 from __future__ import annotations
 
-import os
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-from fiber_endpoints import cpus, model
-from fiber_endpoints.bench import parity, results, sequential, servers, summary
-
-console = Console(stderr=True)
-
-
-@dataclass(frozen=True)
-class Phase:
-    """``run(servers, doc, config)`` -> JSON-able raw results. With ``needs_servers`` it runs
-    while the sequential protocol's servers are up (it reuses them); otherwise after they have
-    stopped, so idle servers do not sit on the CPUs of a phase that starts its own."""
-
-    name: str
-    run: Callable[..., Any]
-    needs_servers: bool = True
+from fiber_endpoints import headline
+from fiber_endpoints.bench import context, parity, results, schema, servers
+from fiber_endpoints.bench.context import BenchConfig, Phase, RunContext
+from fiber_endpoints.bench.load import LoadPhase
+from fiber_endpoints.bench.progress import console
+from fiber_endpoints.bench.sequential import ProtocolError, SequentialPhase
 
 
-@dataclass
-class BenchConfig:
-    stacks: list[str]
-    model_path: Path = model.DEFAULT_MODEL
-    targets: dict[str, str] = field(default_factory=dict)  # NAME -> URL, already running
-    samples: int = 50
-    calls: int = 100
-    client: str = "raw"
-    warmup_calls: int = 200
-    pin: bool = True
-    out_base: Path = results.RESULTS_DIR
-    command: list[str] = field(default_factory=lambda: list(sys.argv))
-    server_env: dict[str, str] = field(default_factory=dict)
-    # Extra phases (tracing cost, load lab) after the sequential protocol, on parity-checked
-    # stacks only; each result is stored under its name in the results document.
-    phases: list[Phase] = field(default_factory=list)
+def phases(config: BenchConfig) -> list[Phase]:
+    """The phases after parity, in order, as the configuration asks for them."""
+    out: list[Phase] = [SequentialPhase()]
+    if config.keep_awake:
+        out.append(SequentialPhase(name="sequential_keep_awake", keep_awake=True))
+    if config.tracing_cost:
+        from fiber_endpoints.trace.cost import TracingCostPhase
 
-
-@dataclass(frozen=True)
-class Placement:
-    client_cpus: list[int]
-    server_cpus: list[int]
-    note: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"client_cpus": self.client_cpus, "server_cpus": self.server_cpus, "note": self.note}
-
-
-def plan_placement(pin: bool) -> Placement:
-    """Client on the first usable CPU, servers on the others; shared when there is only one."""
-    available = cpus.affinity()
-    if not pin:
-        return Placement(available, available, "not pinned (--no-pin)")
-    if len(available) < 2:
-        return Placement(available, available, "one CPU: client and servers share it")
-    return Placement(
-        available[:1],
-        available[1:],
-        "client and servers on separate CPUs; "
-        "servers pinned from exec, before their thread pools start",
-    )
+        out.append(TracingCostPhase())
+    if config.load is not None:
+        out.append(LoadPhase(config.load))
+    return out
 
 
 @contextmanager
 def started_servers(
-    config: BenchConfig, placement: Placement, log_dir: Path
+    ctx: RunContext, doc: dict[str, Any], problems: list[str]
 ) -> Iterator[dict[str, servers.Server]]:
-    """Every selected stack running: ours started pinned, ``--target`` ones reached."""
+    """Every selected stack running: ours started pinned, ``--target`` ones reached. A stack
+    that refuses the model is recorded as not eligible; one that fails to start is a problem."""
+    config = ctx.config
     with ExitStack() as stack:
         running: dict[str, servers.Server] = {}
         for name in config.stacks:
-            if name in config.targets:
-                server = servers.Server(name, config.targets[name].rstrip("/"))
-                servers.wait_healthy(server, timeout=30)
-            else:
-                console.print(f"starting [bold]{name}[/] on CPUs {placement.server_cpus} ...")
-                server = stack.enter_context(
-                    servers.running(
-                        name,
-                        config.model_path,
-                        cpus=placement.server_cpus,
-                        env=config.server_env,
-                        log_dir=log_dir,
+            try:
+                if name in config.targets:
+                    server = servers.Server(name, config.targets[name].rstrip("/"))
+                    servers.wait_healthy(server, timeout=30)
+                else:
+                    console.print(f"starting [bold]{name}[/] on CPUs {ctx.placement.server_cpus}")
+                    server = stack.enter_context(
+                        servers.running(
+                            name,
+                            config.model_path,
+                            cpus=ctx.placement.server_cpus,
+                            env=config.server_env,
+                            log_dir=ctx.log_dir,
+                        )
                     )
-                )
+            except servers.ServerError as exc:
+                eligible = isinstance(exc, servers.UnsupportedModel)
+                why = f"not eligible for this model: {exc}" if eligible else f"did not start: {exc}"
+                console.print(f"[yellow]{name}[/] {why}")
+                doc["stacks"][name] = {
+                    "url": config.targets.get(name, ""),
+                    "started_by_bench": name not in config.targets,
+                    "health": {},
+                    "cpus": ctx.placement.server_cpus,
+                    "parity": {"ok": False, "checked_rows": 0, "errors": [why]},
+                    "not_eligible": str(exc) if eligible else None,
+                }
+                if not eligible:
+                    problems.append(f"{name}: {why}")
+                continue
             running[name] = server
         yield running
 
 
-def run(config: BenchConfig) -> tuple[Path, dict[str, Any]]:
+def check_parity(
+    ctx: RunContext, running: Mapping[str, servers.Server], doc: dict[str, Any]
+) -> dict[str, servers.Server]:
+    """Parity of every running stack; returns the ones that may be timed."""
+    eligible = {}
+    for name, server in running.items():
+        check = parity.check(server.url, ctx.workload.golden)
+        doc["stacks"][name] = {
+            "url": server.url,
+            "started_by_bench": server.process is not None,
+            "health": server.health,
+            "cpus": server.cpus,
+            "parity": check.to_json(),
+        }
+        if check.ok:
+            console.print(
+                f"parity [green]ok[/] {name} ({server.health.get('predictor', '?')}): "
+                f"{check.checked_rows} rows match LightGBM (single and batch)"
+            )
+            eligible[name] = server
+        else:
+            console.print(f"parity [red]FAILED[/] {name}: not timed")
+            for err in check.errors:
+                console.print(f"  {err}")
+    return eligible
+
+
+def run(config: BenchConfig) -> tuple[Path, schema.ResultsDoc]:
     """Run the benchmark; returns the results file and the document written to it."""
-    for name in config.targets:
-        if name not in config.stacks:
-            config.stacks.append(name)
-    golden = model.load_golden(config.model_path)
-    placement = plan_placement(config.pin)
-    out_dir = results.run_dir(config.out_base)
+    config = replace(config, stacks=list(dict.fromkeys([*config.stacks, *config.targets])))
+    ctx = context.make(config)
+    console.print(f"workload: {ctx.workload.source} ({ctx.workload.num_features} features)")
     doc: dict[str, Any] = {
+        "schema": schema.SCHEMA,
         "created": datetime.now(UTC).isoformat(),
         "command": config.command,
         "machine": results.machine_info(),
-        "placement": placement.to_json(),
+        "placement": ctx.placement.to_json(),
+        "config": config.to_json(),
         "model": {
             "path": str(config.model_path),
-            "objective": golden.objective,
-            "num_features": golden.num_features,
-            "num_class": golden.num_class,
+            "objective": ctx.workload.objective,
+            "num_features": ctx.workload.num_features,
+            "num_class": ctx.workload.num_class,
         },
+        "workload": ctx.workload.describe(),
         "stacks": {},
     }
-    if placement.client_cpus != cpus.affinity():
-        os.sched_setaffinity(0, set(placement.client_cpus))
-    with started_servers(config, placement, out_dir / "logs") as running:
-        healthy = {}
-        for name, server in running.items():
-            check = parity.check(server.url, golden)
-            doc["stacks"][name] = {
-                "url": server.url,
-                "started_by_bench": server.process is not None,
-                "health": server.health,
-                "cpus": server.cpus,
-                "parity": check.to_json(),
-            }
-            if check.ok:
-                console.print(
-                    f"parity [green]ok[/] {name} ({server.health.get('predictor', '?')}): "
-                    f"{check.checked_rows} golden rows match LightGBM (single and batch)"
-                )
-                healthy[name] = server
-            else:
-                console.print(f"parity [red]FAILED[/] {name}: not timed")
-                for err in check.errors:
-                    console.print(f"  {err}")
-        if healthy:
-            doc["sequential"] = _sequential(config, healthy, golden.num_features)
-            for phase in config.phases:
-                if phase.needs_servers:
-                    doc[phase.name] = phase.run(healthy, doc, config)
-    if healthy:
-        for phase in config.phases:
-            if not phase.needs_servers:
-                doc[phase.name] = phase.run(healthy, doc, config)
-    path = results.write(doc, out_dir)
-    return path, doc
+    problems: list[str] = []
+    ctx.placement.pin_client()
+    todo = phases(config)
+    with started_servers(ctx, doc, problems) as running:
+        eligible = check_parity(ctx, running, doc)
+        problems += [f"{n}: parity failed, not timed" for n in running if n not in eligible]
+        if eligible:
+            for phase in (p for p in todo if p.needs_servers):
+                problems += _run_phase(phase, ctx, eligible, doc)
+    if eligible:
+        for phase in (p for p in todo if not p.needs_servers):
+            problems += _run_phase(phase, ctx, eligible, doc)
+    problems += load_problems(doc.get("load"))
+    doc["verdict"] = {"ok": not problems, "problems": problems}
+    path = results.write(doc, ctx.run_dir)
+    return path, schema.validate(doc)
 
 
-def _sequential(
-    config: BenchConfig, running: dict[str, servers.Server], n_features: int
-) -> dict[str, Any]:
-    rows = model.seed_rows(n_features).tolist()
-    with Progress(
-        TextColumn("sequential ({task.fields[client]} client)"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} samples"),
-        TimeRemainingColumn(),
-        console=console,
-        auto_refresh=False,  # no refresh thread competing with the timed calls for the GIL
-    ) as bar:
-        task = bar.add_task("seq", total=config.samples, client=config.client)
-        raw = sequential.run(
-            {n: s.url for n, s in running.items()},
-            rows,
-            samples=config.samples,
-            calls=config.calls,
-            client_kind=config.client,
-            warmup_calls=config.warmup_calls,
-            progress=lambda done, _total: bar.update(task, completed=done, refresh=True),
-        )
-    return {
-        "client": config.client,
-        "samples": config.samples,
-        "calls": config.calls,
-        "rows": len(rows),
-        "stacks": {n: r.to_json() for n, r in raw.items()},
-    }
+def _run_phase(
+    phase: Phase, ctx: RunContext, running: Mapping[str, servers.Server], doc: dict[str, Any]
+) -> list[str]:
+    try:
+        doc[phase.name] = phase.run(ctx, running)
+    except (ProtocolError, servers.ServerError, OSError, RuntimeError) as exc:
+        console.print(f"[red]{phase.name} failed[/]: {exc}")
+        return [f"{phase.name}: {type(exc).__name__}: {exc}"]
+    return []
 
 
-def print_summary(doc: dict[str, Any]) -> None:
-    if "sequential" in doc:
-        print(summary.sequential_markdown(doc))  # plain: a Markdown table must not be wrapped
+def load_problems(load: Mapping[str, Any] | None) -> list[str]:
+    """Why a load phase's numbers cannot be trusted: a stack that did not run, or a step where
+    it answered mostly errors (its req/s there count 2xx only, and are flagged in every table)."""
+    if not load:
+        return []
+    out = []
+    for run in load["runs"]:
+        where = f"{run['stack']} (round {run['round'] + 1})"
+        if run.get("error"):
+            out.append(f"{where}: {run['error']}")
+        for mode, key in (("closed", "connections"), ("open", "rate"), ("batch", "rows")):
+            for step in run.get(mode, []):
+                share = headline.error_share(step)
+                if share > headline.MOSTLY_ERRORS_SHARE:
+                    out.append(
+                        f"{where}: {mode} {key}={step.get(key)}: {share:.0%} of requests failed "
+                        f"({step.get('non2xx', 0)} non-2xx, {step.get('errors', 0)} socket errors)"
+                    )
+    return out

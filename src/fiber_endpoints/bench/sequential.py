@@ -1,19 +1,28 @@
 """The proof of concept's protocol: S samples × C sequential keep-alive calls per stack,
-interleaved across stacks, on the seed's 100 rows; every single call's latency is kept.
+interleaved across stacks, on the workload's rows; every single call's latency is kept.
 
 Interleaving: in each sample every stack runs its C calls in turn, and the order of the stacks
 rotates from sample to sample, so slow drifts of this shared machine hit every stack alike.
+The loopback floor (the trivial C server, same client, same placement) runs as one more row: a
+diagnostic of what the machine and the client cost, never a headline.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fiber_endpoints import contract
-from fiber_endpoints.bench.client import Client, make_client, parse_server_timing, row_body
+from fiber_endpoints.bench import keep_awake, progress, servers
+from fiber_endpoints.bench.client import Client, make_client, parse_server_timing
+from fiber_endpoints.bench.schema import SequentialResult, SequentialStack
+from fiber_endpoints.bench.workload import encode_body
+
+if TYPE_CHECKING:
+    from fiber_endpoints.bench.context import RunContext
 
 
 class ProtocolError(RuntimeError):
@@ -29,7 +38,7 @@ class StackCalls:
     server_timing_ms: list[tuple[float | None, float | None]] = field(default_factory=list)
     client_cpu_s: float = 0.0  # the client thread's CPU time over all timed calls
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> SequentialStack:
         calls = sum(len(s) for s in self.latencies_s)
         return {
             "latencies_s": self.latencies_s,
@@ -53,7 +62,7 @@ def run(
     names = list(targets)
     clients: dict[str, Client] = {n: make_client(client_kind, targets[n]) for n in names}
     prepared = {
-        n: [c.prepare("POST", contract.INFERENCE_PATH, row_body(r)) for r in rows]
+        n: [c.prepare("POST", contract.INFERENCE_PATH, encode_body(r)) for r in rows]
         for n, c in clients.items()
     }
     results = {n: StackCalls() for n in names}
@@ -93,3 +102,47 @@ def _sample(
         out.server_timing_ms.append((timing.get("inference"), timing.get("app")))
     out.client_cpu_s += time.thread_time() - cpu0
     out.latencies_s.append(latencies)
+
+
+@dataclass(frozen=True)
+class SequentialPhase:
+    """The protocol on every parity-checked stack, plus the floor; with ``keep_awake`` the same
+    again with the CPUs kept out of idle (stored beside the default, never instead of it)."""
+
+    name: str = "sequential"
+    needs_servers: bool = True
+    keep_awake: bool = False
+
+    def run(self, ctx: RunContext, running: Mapping[str, servers.Server]) -> SequentialResult:
+        config = ctx.config
+        rows = ctx.workload.timed_rows.tolist()
+        targets = {n: s.url for n, s in running.items()}
+        diagnostic = []
+        with ExitStack() as stack:
+            if config.floor:
+                floor = stack.enter_context(servers.floor_server(ctx.placement.server_cpus))
+                targets[servers.FLOOR] = floor.url
+                diagnostic.append(servers.FLOOR)
+            if self.keep_awake:
+                everywhere = sorted({*ctx.placement.client_cpus, *ctx.placement.server_cpus})
+                stack.enter_context(keep_awake.spinners(everywhere))
+            label = "sequential" + (" (keep-awake)" if self.keep_awake else "")
+            with progress.bar(label, config.samples, " samples") as update:
+                raw = run(
+                    targets,
+                    rows,
+                    samples=config.samples,
+                    calls=config.calls,
+                    client_kind=config.client,
+                    warmup_calls=config.warmup_calls,
+                    progress=lambda done, _total: update(done, f"{config.client} client"),
+                )
+        return {
+            "client": config.client,
+            "samples": config.samples,
+            "calls": config.calls,
+            "rows": len(rows),
+            "keep_awake": self.keep_awake,
+            "stacks": {n: r.to_json() for n, r in raw.items()},
+            "diagnostic": diagnostic,
+        }

@@ -30,6 +30,10 @@ class ServerError(RuntimeError):
     """A stack did not start, did not become healthy, or died."""
 
 
+class UnsupportedModel(ServerError):
+    """The stack refused the model before serving: it cannot compute it exactly."""
+
+
 @dataclass
 class Server:
     """A stack reachable at ``url``: started by us (``process``) or given with ``--target``."""
@@ -89,6 +93,8 @@ def wait_healthy(server: Server, timeout: float = 60.0) -> dict[str, Any]:
     last = "no answer"
     while time.monotonic() < deadline:
         if server.process is not None and server.process.poll() is not None:
+            if server.process.returncode == stacks.EXIT_UNSUPPORTED_MODEL:
+                raise UnsupportedModel(f"{server.name}: {_last_line(server.log_path)}")
             raise ServerError(
                 f"{server.name} exited with code {server.process.returncode} before it was "
                 f"healthy; log: {server.log_path}\n{tail(server.log_path)}"
@@ -102,10 +108,74 @@ def wait_healthy(server: Server, timeout: float = 60.0) -> dict[str, Any]:
     raise ServerError(f"{server.name} not healthy at {server.url} after {timeout:.0f}s: {last}")
 
 
+def _last_line(path: Path | None) -> str:
+    lines = tail(path, 5).strip().splitlines()
+    return lines[-1] if lines else "no reason given"
+
+
 def tail(path: Path | None, lines: int = 20) -> str:
     if path is None or not path.exists():
         return ""
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def launch(
+    cmd: Sequence[str],
+    *,
+    cpus: Sequence[int] | None = None,
+    env: Mapping[str, str] | None = None,
+    log_path: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start ``cmd`` in its own process group, placed on ``cpus`` from exec, output to
+    ``log_path`` (or nowhere): every server, generator ceiling and Jaeger starts this way."""
+    log = log_path.open("wb") if log_path is not None else None
+    try:
+        return subprocess.Popen(
+            list(cmd),
+            env={**os.environ, **(env or {})},
+            stdout=log or subprocess.DEVNULL,
+            stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=pin_on_exec(cpus),
+            start_new_session=True,
+        )
+    finally:
+        if log is not None:
+            log.close()
+
+
+def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> int | None:
+    """SIGTERM a process group started by :func:`launch` and wait; SIGKILL it if it does not
+    exit in time. Returns the exit code (None: nothing to stop)."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode
+
+
+def wait_port(
+    host: str, port: int, timeout: float = 5.0, process: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Until something accepts connections on ``host:port`` (fails early if ``process`` died)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise ServerError(f"exited with code {process.returncode} before listening on {port}")
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise ServerError(f"nothing listening on {host}:{port} after {timeout:.0f}s")
 
 
 def start(
@@ -123,27 +193,14 @@ def start(
     """Start stack ``name`` as its own process group, pinned to ``cpus`` from exec, and wait
     for ``/health``."""
     port = port or free_port(host)
-    cmd = serve_command(name, model, host, port, extra_args)
-    child_env = {**os.environ, **(env or {})}
     log_dir = log_dir or Path(os.environ.get("TMPDIR", "/tmp"))
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}-{port}.log"
-    pin = set(cpus) if cpus else None
-
-    log = log_path.open("wb")
-    proc = subprocess.Popen(
-        cmd,
-        env=child_env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        preexec_fn=pin_on_exec(pin),
-        start_new_session=True,
+    proc = launch(
+        serve_command(name, model, host, port, extra_args), cpus=cpus, env=env, log_path=log_path
     )
-    log.close()
-    server = Server(
-        name, f"http://{host}:{port}", proc, sorted(pin) if pin else None, log_path=log_path
-    )
+    pinned = sorted(set(cpus)) if cpus else None
+    server = Server(name, f"http://{host}:{port}", proc, pinned, log_path=log_path)
     try:
         wait_healthy(server, timeout)
     except BaseException:
@@ -154,26 +211,36 @@ def start(
 
 def stop(server: Server, timeout: float = 10.0) -> int | None:
     """SIGTERM the server's process group and wait; SIGKILL if it does not exit in time."""
-    proc = server.process
-    if proc is None:
-        return None
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    return proc.returncode
+    return stop_process(server.process, timeout)
 
 
 @contextmanager
 def running(name: str, model: Path, **kwargs: Any) -> Iterator[Server]:
     server = start(name, model, **kwargs)
     try:
+        yield server
+    finally:
+        stop(server)
+
+
+FLOOR = "loopback-floor"
+FLOOR_DESCRIPTION = (
+    "trivial C server (epoll, answers every request with {}): the loopback floor, a diagnostic"
+)
+
+
+@contextmanager
+def floor_server(cpus: Sequence[int] | None = None, host: str = "127.0.0.1") -> Iterator[Server]:
+    """The trivial C server (``bench/trivial_server.c``) placed like a stack: what the client,
+    the generators and the machine cost with no server work at all."""
+    from fiber_endpoints.bench import tools
+
+    port = free_port(host)
+    proc = launch([str(tools.trivial_server()), str(port)], cpus=cpus)
+    server = Server(FLOOR, f"http://{host}:{port}", proc, sorted(cpus) if cpus else None)
+    server.health = {"status": "ok", "stack": FLOOR, "predictor": "none"}
+    try:
+        wait_port(host, port, process=proc)
         yield server
     finally:
         stop(server)

@@ -92,8 +92,14 @@ class WrkResult:
     client_cpu_s: float
 
     @property
+    def ok(self) -> int:
+        """Answers with a 2xx status (wrk counts every other status as a ``status`` error)."""
+        return max(0, self.requests - self.errors.get("status", 0))
+
+    @property
     def rps(self) -> float:
-        return self.requests / self.duration_s if self.duration_s else 0.0
+        """2xx answers per second: an error is never throughput."""
+        return self.ok / self.duration_s if self.duration_s else 0.0
 
     def to_json(self) -> dict[str, Any]:
         socket_errors = sum(v for k, v in self.errors.items() if k != "status")
@@ -101,7 +107,11 @@ class WrkResult:
             "connections": self.connections,
             "duration_s": round(self.duration_s, 4),
             "requests": self.requests,
+            "ok": self.ok,
             "rps": round(self.rps, 2),
+            "rps_all_answers": round(self.requests / self.duration_s, 2)
+            if self.duration_s
+            else 0.0,
             "errors": socket_errors,
             "non2xx": self.errors.get("status", 0),
             "error_kinds": self.errors,

@@ -8,34 +8,18 @@ all rounds); the sequential ratio resamples whole interleaved samples.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from fiber_endpoints import stats
+from fiber_endpoints import headline, stacks, stats
 from fiber_endpoints.bench import summary
+from fiber_endpoints.headline import median
 
-CONTROL = "fastapi"
+CONTROL = stacks.CONTROL
 STALL_FACTOR = 20.0  # a closed-loop step whose max exceeds 20x its p99 hid a stall
 STALL_MIN_US = 50_000.0
 NEAR_CEILING = 0.7  # a stack above 70 % of the generator's ceiling is measured up to the tool
-MIN_ROUNDS_FOR_RANGE = 2
-
-
-def stack_order(names: Iterable[str], control: str = CONTROL) -> list[str]:
-    """Control first, then the others in a stable order (registry order where known)."""
-    from fiber_endpoints import stacks
-
-    known = list(stacks.STACKS)
-    unique = list(dict.fromkeys(names))
-    rest = sorted(
-        (n for n in unique if n != control),
-        key=lambda n: (known.index(n) if n in known else len(known), n),
-    )
-    return ([control] if control in unique else []) + rest
 
 
 def runs_by_stack(load: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
@@ -43,16 +27,11 @@ def runs_by_stack(load: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     for run in load.get("runs", []):
         if not run.get("error"):
             out.setdefault(run["stack"], []).append(run)
-    return {name: out[name] for name in stack_order(out)}
+    return {name: out[name] for name in summary.stack_order(out)}
 
 
 def failed_runs(load: dict[str, Any]) -> list[dict[str, Any]]:
     return [r for r in load.get("runs", []) if r.get("error")]
-
-
-def median(values: Sequence[float | None]) -> float | None:
-    vals = [float(v) for v in values if v is not None and not math.isnan(float(v))]
-    return float(np.median(vals)) if vals else None
 
 
 @dataclass
@@ -73,6 +52,23 @@ class StepSummary:
     @property
     def stalled(self) -> bool:
         return closed_loop_stall(self.latency)
+
+    @property
+    def failed(self) -> bool:
+        """Some requests of this step failed: its req/s count 2xx only, and it is flagged."""
+        return bool(self.errors or self.non2xx)
+
+    def within_slo(self, slo_ms: float) -> bool:
+        """An open-loop step merged over rounds, judged by the one SLO rule."""
+        return headline.within_slo(
+            p99_us=self.latency.get("p99") if self.latency.get("count") else None,
+            slo_ms=slo_ms,
+            failures=self.errors + self.non2xx,
+            achieved_rps=self.rps or 0.0,
+            rate=self.key,
+            unsent=self.extra.get("unsent") or 0.0,
+            scheduled=self.key * float(self.extra.get("duration_s") or 0.0),
+        )
 
 
 def closed_loop_stall(latency: dict[str, Any]) -> bool:
@@ -106,6 +102,7 @@ def _merge_steps(
             "max_send_lag_us": median([s.get("max_send_lag_us") for s in steps]),
             "rows_per_s": median([s.get("rows_per_s") for s in steps]),
             "unsent": median([s.get("unsent") for s in steps]),
+            "duration_s": median([s.get("duration_s") for s in steps]),
         },
     )
 
@@ -145,44 +142,17 @@ def open_steps(runs: Sequence[dict[str, Any]]) -> list[StepSummary]:
     return out
 
 
-def ratio_over_rounds(
-    values: Sequence[float | None], control: Sequence[float | None]
-) -> dict[str, Any] | None:
-    """Median over median, and the range of the per-round ratios (round r of the stack against
-    round r of the control: they ran back to back). A bootstrap over 2-3 rounds would pretend
-    to a precision the data do not have; the range shows the spread as it is."""
-    pairs = [(float(v), float(c)) for v, c in zip(values, control, strict=False)
-             if v is not None and c is not None and c]  # fmt: skip
-    a = [float(v) for v in values if v is not None]
-    b = [float(v) for v in control if v is not None]
-    if not a or not b:
-        return None
-    out: dict[str, Any] = {"ratio": float(np.median(a) / np.median(b)), "n": len(pairs)}
-    if len(pairs) >= MIN_ROUNDS_FOR_RANGE:
-        per_round = [v / c for v, c in pairs]
-        out["min"], out["max"] = min(per_round), max(per_round)
-    return out
-
-
 def peak_rps(run: dict[str, Any]) -> float | None:
-    vals = [s["rps"] for s in run.get("closed", [])]
-    return max(vals) if vals else None
+    return headline.peak_rps(run.get("closed", []))
 
 
 def slo_rate(run: dict[str, Any]) -> float | None:
-    slo = run.get("slo") or {}
-    value = slo.get("max_rate")
+    value = (run.get("slo") or {}).get("max_rate")
     return float(value) if value is not None else None
 
 
 def peak_cpu(run: dict[str, Any]) -> float | None:
-    """CPU ms per request at the closed-loop step with the highest throughput."""
-    steps = run.get("closed", [])
-    if not steps:
-        return None
-    best = max(steps, key=lambda s: s["rps"])
-    value = best.get("server", {}).get("cpu_s_per_1k")
-    return float(value) if value is not None else None
+    return headline.cpu_ms_per_request_at_peak(run.get("closed", []))
 
 
 def latency_ratio(
@@ -221,6 +191,7 @@ class StackSummary:
     cpu_ms_per_req: float | None
     peak_rss_mib: float | None
     ratios: dict[str, dict[str, Any] | None]
+    failed_steps: int  # steps (any mode, any round) with failed requests
 
 
 def summarise(load: dict[str, Any], control: str = CONTROL) -> list[StackSummary]:
@@ -233,13 +204,13 @@ def summarise(load: dict[str, Any], control: str = CONTROL) -> list[StackSummary
         best = max(closed, key=lambda s: s.rps or 0.0) if closed else None
         ratios: dict[str, dict[str, Any] | None] = {}
         if ctrl:
-            ratios["peak_rps"] = ratio_over_rounds(
+            ratios["peak_rps"] = headline.ratio_over_rounds(
                 [peak_rps(r) for r in runs], [peak_rps(r) for r in ctrl]
             )
-            ratios["slo_rate"] = ratio_over_rounds(
+            ratios["slo_rate"] = headline.ratio_over_rounds(
                 [slo_rate(r) for r in runs], [slo_rate(r) for r in ctrl]
             )
-            ratios["cpu_per_req"] = ratio_over_rounds(
+            ratios["cpu_per_req"] = headline.ratio_over_rounds(
                 [peak_cpu(r) for r in runs], [peak_cpu(r) for r in ctrl]
             )
             if first_c is not None:
@@ -254,6 +225,13 @@ def summarise(load: dict[str, Any], control: str = CONTROL) -> list[StackSummary
                 cpu_ms_per_req=median([peak_cpu(r) for r in runs]),
                 peak_rss_mib=max((s.peak_rss_mib or 0.0 for s in closed), default=None),
                 ratios=ratios,
+                failed_steps=sum(
+                    1
+                    for r in runs
+                    for mode in ("closed", "open", "batch")
+                    for step in r.get(mode, [])
+                    if headline.failures(step)
+                ),
             )
         )
     return out
@@ -262,38 +240,3 @@ def summarise(load: dict[str, Any], control: str = CONTROL) -> list[StackSummary
 def ceiling_rps(load: dict[str, Any]) -> tuple[float | None, float | None]:
     c = load.get("ceiling") or {}
     return c.get("closed_rps"), c.get("open_rps")
-
-
-def sequential_rows(seq: dict[str, Any], control: str = CONTROL) -> list[dict[str, Any]]:
-    """Per stack: the proof of concept's columns as ``bench`` prints them (``bench/summary.py``:
-    mean and median seconds per sample, mean diff. vs control, Server-Timing medians), plus
-    per-call percentiles incl. p99.9 (µs) and the ratio of median per-call latency to the control
-    with a CI from resampling whole interleaved samples (calls within one are correlated)."""
-    stacks_raw = seq.get("stacks", {})
-    if not stacks_raw:
-        return []
-    base = {r.stack: r for r in summary.sequential_rows({"sequential": seq}, control)}
-    ctrl_samples = stacks_raw.get(control, {}).get("latencies_s", [])
-    rows = []
-    for name in stack_order(stacks_raw, control):
-        samples = stacks_raw[name].get("latencies_s", [])
-        calls = np.asarray([x for s in samples for x in s], dtype=np.float64)
-        if calls.size == 0:
-            continue
-        b = base[name]
-        row: dict[str, Any] = {
-            "stack": name,
-            "samples": len(samples),
-            "calls": int(calls.size),
-            "mean_total_s": b.mean_s,
-            "total_s": b.median_s,
-            **{k: v * 1e6 for k, v in stats.percentile_p999(calls.tolist()).items()},
-            "inference_ms": b.inference_p50_ms,
-            "app_ms": b.app_p50_ms,
-            "mean_diff_pct": b.diff_vs_control_pct,
-        }
-        if ctrl_samples:
-            r = stats.bootstrap_ratio_of_medians_paired_blocks(samples, ctrl_samples)
-            row["ratio"] = {"ratio": r["ratio"], "low": r["low"], "high": r["high"]}
-        rows.append(row)
-    return rows

@@ -3,30 +3,30 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
-
-def resolve(path: Path) -> Path:
-    """A results file, or a run directory holding ``results.json``."""
-    return path / "results.json" if path.is_dir() else path
+from fiber_endpoints.bench import results, schema
 
 
 def report(results_path: Path, output: Path | None = None) -> list[Path]:
+    """Validate a results file (``bench/schema.py``) and write its report and plots."""
     from fiber_endpoints.report import markdown  # matplotlib: only when a report is written
 
-    results_path = resolve(results_path)
-    results: dict[str, Any] = json.loads(results_path.read_text())
+    results_path = results.resolve(results_path)
+    doc: dict[str, Any] = dict(results.load(results_path))
     out = output or results_path.with_name("report.md")
-    return markdown.write(results, out)
+    return markdown.write(doc, out)
 
 
 def _run(args: argparse.Namespace) -> int:
     if args.output is not None and len(args.results) != 1:
         raise SystemExit("--output needs exactly one results file")
     for path in args.results:
-        written = report(path, args.output)
+        try:
+            written = report(path, args.output)
+        except schema.SchemaError as exc:
+            raise SystemExit(f"report: {exc}") from None
         print(f"report: {written[0]} ({len(written) - 1} plots in {written[0].parent / 'plots'})")
     return 0
 

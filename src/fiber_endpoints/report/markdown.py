@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from fiber_endpoints.bench import ceiling
+from fiber_endpoints.bench import summary as seq_summary
 from fiber_endpoints.report import analysis, plots
 
 
@@ -51,9 +53,71 @@ def _flags(step: analysis.StepSummary, ceiling: float | None, open_loop: bool) -
             f"{unsent:,.0f} requests never sent (every vegeta worker waiting on the server, "
             "or vegeta CPU-bound)"
         )
-    if step.errors or step.non2xx:
-        flags.append("errors")
+    if step.failed:
+        flags.append(
+            f"**ERRORS**: {step.errors} socket errors, {step.non2xx} non-2xx (req/s count 2xx only)"
+        )
     return "; ".join(flags)
+
+
+def throughput_table(
+    load: dict[str, Any], summary: Sequence[analysis.StackSummary] | None = None
+) -> list[str]:
+    """The headline table under load (``bench`` prints it; the report shows it)."""
+    summary = analysis.summarise(load) if summary is None else summary
+    slo_ms = load.get("config", {}).get("slo_ms")
+    rows = []
+    for s in summary:
+        rows.append(
+            [
+                f"`{s.name}`" + (" **ERRORS**" if s.failed_steps else ""),
+                str(s.rounds),
+                _n(s.peak_rps),
+                _us(s.p99_at_peak_us),
+                _n(s.slo_rate),
+                _ratio(s.ratios.get("slo_rate")),
+                _ratio(s.ratios.get("peak_rps")),
+                _n(s.cpu_ms_per_req * 1000 if s.cpu_ms_per_req else None, ",.0f"),
+                _ratio(s.ratios.get("cpu_per_req")),
+                _n(s.peak_rss_mib),
+            ]
+        )
+    lines = _table(
+        [
+            "stack",
+            "rounds",
+            "closed-loop peak req/s (2xx)",
+            "p99 at peak (ms)",
+            f"max rate with p99 ≤ {slo_ms} ms (req/s)",
+            "× control (range over rounds)",
+            "peak × control",
+            "CPU µs/req at peak",
+            "CPU × control",
+            "peak RSS MiB",
+        ],
+        rows,
+    )
+    lines += [
+        "Medians over rounds. Ratios are median over median against the control stack "
+        f"(`{analysis.CONTROL}`), with the range of the per-round ratios (round r of a stack "
+        "against round r of the control: slices run side by side). The rate at SLO is the highest "
+        "rate tried, so its resolution is the spacing of the rate plan. **ERRORS**: some steps "
+        "had failed requests; their req/s count 2xx answers only.",
+        "",
+    ]
+    drift = ceiling.drift(load.get("ceiling"), load.get("ceiling_end"))
+    if drift is not None:
+        moved = (
+            "**the machine drifted**: compare within rounds only"
+            if drift > ceiling.MAX_DRIFT
+            else "within bounds"
+        )
+        lines += [
+            f"Machine drift: the generators' ceiling moved {drift:.0%} between the start and the "
+            f"end of the phase ({moved}; flagged past {ceiling.MAX_DRIFT:.0%}).",
+            "",
+        ]
+    return lines
 
 
 def load_sections(load: dict[str, Any], plot_dir: Path, rel: str) -> list[str]:
@@ -83,45 +147,7 @@ def load_sections(load: dict[str, Any], plot_dir: Path, rel: str) -> list[str]:
         lines += [f"- round {r['round']} `{r['stack']}`: {r['error']}" for r in failed] + [""]
 
     summary = analysis.summarise(load)
-    lines += ["### Throughput at SLO", ""]
-    rows = []
-    for s in summary:
-        rows.append(
-            [
-                f"`{s.name}`",
-                str(s.rounds),
-                _n(s.peak_rps),
-                _us(s.p99_at_peak_us),
-                _n(s.slo_rate),
-                _ratio(s.ratios.get("slo_rate")),
-                _ratio(s.ratios.get("peak_rps")),
-                _n(s.cpu_ms_per_req * 1000 if s.cpu_ms_per_req else None, ",.0f"),
-                _ratio(s.ratios.get("cpu_per_req")),
-                _n(s.peak_rss_mib),
-            ]
-        )
-    lines += _table(
-        [
-            "stack",
-            "rounds",
-            "closed-loop peak req/s",
-            "p99 at peak (ms)",
-            f"max rate with p99 ≤ {slo_ms} ms (req/s)",
-            "× control (range over rounds)",
-            "peak × control",
-            "CPU µs/req at peak",
-            "CPU × control",
-            "peak RSS MiB",
-        ],
-        rows,
-    )
-    lines += [
-        "Medians over rounds. Ratios are median over median against the control stack "
-        f"(`{analysis.CONTROL}`), with the range of the per-round ratios (round r of a stack "
-        "against round r of the control). The rate at SLO is the highest rate tried, so its "
-        "resolution is the spacing of the rate plan.",
-        "",
-    ]
+    lines += ["### Throughput at SLO", "", *throughput_table(load, summary)]
     lat_rows = [
         [f"`{s.name}`", _ratio(s.ratios.get("p50_latency"))]
         for s in summary
@@ -189,14 +215,7 @@ def load_sections(load: dict[str, Any], plot_dir: Path, rel: str) -> list[str]:
     for name, runs in by.items():
         for st in analysis.open_steps(runs):
             lat = st.latency
-            ok = (
-                slo_ms is not None
-                and lat.get("count")
-                and lat["p99"] <= slo_ms * 1000
-                and not st.errors
-                and not st.non2xx
-                and (st.rps or 0) >= 0.95 * st.key
-            )
+            ok = slo_ms is not None and st.within_slo(slo_ms)
             rows.append(
                 [
                     f"`{name}`",
@@ -272,32 +291,36 @@ def load_sections(load: dict[str, Any], plot_dir: Path, rel: str) -> list[str]:
     return lines
 
 
-def sequential_section(seq: dict[str, Any], plot_dir: Path, rel: str) -> list[str]:
-    rows_data = analysis.sequential_rows(seq)
+def sequential_section(seq: dict[str, Any], plot_dir: Path, rel: str, title: str) -> list[str]:
+    rows_data = seq_summary.sequential_rows(seq)
     if not rows_data:
         return []
+    awake = (
+        " CPUs kept awake by SCHED_IDLE spinners (`--keep-awake`)." if seq.get("keep_awake") else ""
+    )
     lines = [
-        "## Sequential protocol (the proof of concept's)",
+        f"## {title}",
         "",
         f"{seq.get('samples')} samples × {seq.get('calls')} calls, one at a time, "
-        f"client: {seq.get('client')}.",
+        f"client: {seq.get('client')}.{awake} The loopback floor is a trivial C server on the "
+        "same CPUs: what the machine and the client cost with no server work (a diagnostic).",
         "",
     ]
     rows = []
     for r in rows_data:
         rows.append(
             [
-                f"`{r['stack']}`",
-                _n(r["mean_total_s"], ".4f"),
-                _n(r["total_s"], ".4f"),
-                _n(r["p50"], ",.0f"),
-                _n(r["p90"], ",.0f"),
-                _n(r["p99"], ",.0f"),
-                _n(r["p99.9"], ",.0f"),
-                _n(r.get("inference_ms"), ".3f"),
-                _n(r.get("app_ms"), ".3f"),
-                _n(r.get("mean_diff_pct"), "+.1f", " %"),
-                _ratio(r.get("ratio")),
+                f"`{r.stack}`",
+                _n(r.mean_s, ".4f"),
+                _n(r.median_s, ".4f"),
+                _n(r.p50_us, ",.0f"),
+                _n(r.p90_us, ",.0f"),
+                _n(r.p99_us, ",.0f"),
+                _n(r.p999_us, ",.0f"),
+                _n(r.inference_p50_ms, ".3f"),
+                _n(r.app_p50_ms, ".3f"),
+                seq_summary.diff_label(r),
+                _ratio(r.ratio),
             ]
         )
     lines += _table(
@@ -316,9 +339,15 @@ def sequential_section(seq: dict[str, Any], plot_dir: Path, rel: str) -> list[st
         ],
         rows,
     )
-    if (plot_dir / "sequential.png").exists():
+    if (plot_dir / "sequential.png").exists() and not seq.get("keep_awake"):
         lines += ["![Sequential](" + rel + "/sequential.png)", ""]
     return lines
+
+
+def _parity_label(stack: dict[str, Any]) -> str:
+    if stack.get("not_eligible"):
+        return f"not eligible ({stack['not_eligible']})"
+    return "ok" if stack.get("parity", {}).get("ok") else "FAILED"
 
 
 def write(results: dict[str, Any], out_md: Path) -> list[Path]:
@@ -328,18 +357,8 @@ def write(results: dict[str, Any], out_md: Path) -> list[Path]:
     written: list[Path] = []
     load = results.get("load") or {}
     seq = results.get("sequential") or {}
-    makers = [
-        (plots.latency_cdf, load, "latency_cdf.png"),
-        (plots.throughput_vs_p99, load, "throughput_p99.png"),
-        (plots.cpu_per_request, load, "cpu_per_request.png"),
-        (plots.batch_scaling, load, "batch_scaling.png"),
-        (plots.sequential, seq, "sequential.png"),
-    ]
-    for maker, data, fname in makers:
-        if data:
-            path = maker(data, plot_dir / fname)
-            if path is not None:
-                written.append(path)
+    for name, fig in plots.figures(results).items():
+        written.append(plots.save(fig, plot_dir / name))
     machine = results.get("machine", {})
     lines = [
         "# Fiber Endpoints: benchmark report",
@@ -350,14 +369,29 @@ def write(results: dict[str, Any], out_md: Path) -> list[Path]:
         f"- Placement: {results.get('placement', load.get('placement', {}))}",
         "",
     ]
-    parity = {n: s.get("parity", {}).get("ok") for n, s in results.get("stacks", {}).items()}
+    verdict = results.get("verdict", {})
+    if verdict.get("problems"):
+        lines += ["**This run failed:**", "", *[f"- {p}" for p in verdict["problems"]], ""]
+    wl = results.get("workload", {})
+    if wl:
+        lines += [
+            f"Workload: {wl.get('source')}; {wl.get('num_features')} features, "
+            f"{wl.get('timed_rows')} rows timed, {wl.get('parity_rows')} checked.",
+            "",
+        ]
+    parity = {n: _parity_label(s) for n, s in results.get("stacks", {}).items()}
     if parity:
         lines += [
             "Parity with LightGBM checked before timing: "
-            + ", ".join(f"`{n}` {'ok' if ok else 'FAILED'}" for n, ok in parity.items()),
+            + ", ".join(f"`{n}` {label}" for n, label in parity.items()),
             "",
         ]
-    lines += sequential_section(seq, plot_dir, "plots")
+    lines += sequential_section(
+        seq, plot_dir, "plots", "Sequential protocol (the proof of concept's)"
+    )
+    awake = results.get("sequential_keep_awake")
+    if awake:
+        lines += sequential_section(awake, plot_dir, "plots", "Sequential, CPUs kept awake")
     if load:
         lines += load_sections(load, plot_dir, "plots")
     out_md.write_text("\n".join(lines).rstrip() + "\n")

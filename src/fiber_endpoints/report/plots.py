@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +12,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from fiber_endpoints import stats
+from fiber_endpoints.bench import summary
 from fiber_endpoints.report import analysis
 
 DPI = 110
@@ -25,7 +27,7 @@ def colours(names: Sequence[str]) -> dict[str, str]:
     from fiber_endpoints import stacks
 
     palette = list(matplotlib.colormaps["tab10"].colors)  # type: ignore[attr-defined]
-    known = analysis.stack_order([*stacks.STACKS, *names])
+    known = summary.stack_order([*stacks.STACKS, *names])
     return {n: matplotlib.colors.to_hex(palette[i % len(palette)]) for i, n in enumerate(known)}
 
 
@@ -41,14 +43,19 @@ def _legend(ax: Axes, **kwargs: Any) -> None:
         ax.legend(**kwargs)
 
 
-def _save(fig: Any, path: Path) -> Path:
+def _finish(fig: Figure) -> Figure:
     fig.tight_layout()
+    return fig
+
+
+def save(fig: Figure, path: Path) -> Path:
+    """Write a figure as PNG and free it (the report's figures are many and large)."""
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path
 
 
-def latency_cdf(load: dict[str, Any], out: Path, connections: int | None = None) -> Path | None:
+def latency_cdf(load: dict[str, Any], connections: int | None = None) -> Figure | None:
     """Closed loop at one connection count, and open loop at each stack's highest rate within
     the SLO (or its lowest rate): fraction of requests at or below a latency (log x)."""
     by = analysis.runs_by_stack(load)
@@ -71,7 +78,7 @@ def latency_cdf(load: dict[str, Any], out: Path, connections: int | None = None)
         opened = analysis.open_steps(runs)
         if opened:
             slo_ms = (runs[0].get("slo") or {}).get("slo_ms")
-            within = [s for s in opened if slo_ms and s.latency.get("p99", 1e18) <= slo_ms * 1e3]
+            within = [s for s in opened if slo_ms and s.within_slo(slo_ms)]
             step = within[-1] if within else opened[0]
             idx = opened.index(step)
             h2 = stats.merge_histograms(
@@ -98,10 +105,10 @@ def latency_cdf(load: dict[str, Any], out: Path, connections: int | None = None)
         for q in (0.5, 0.99):
             ax.axhline(q, color="grey", lw=0.6, ls=":")
     axes[0].set_ylabel("fraction of requests ≤ latency")
-    return _save(fig, out)
+    return _finish(fig)
 
 
-def throughput_vs_p99(load: dict[str, Any], out: Path) -> Path | None:
+def throughput_vs_p99(load: dict[str, Any]) -> Figure | None:
     by = analysis.runs_by_stack(load)
     if not by:
         return None
@@ -134,6 +141,16 @@ def throughput_vs_p99(load: dict[str, Any], out: Path) -> Path | None:
                 label=f"{name} open (constant rate)",
             )
         slo_ms = slo_ms or (runs[0].get("slo") or {}).get("slo_ms")
+        failed = [s for s in (*closed, *opened) if s.failed]
+        if failed:  # an error is never throughput: show where a point counts 2xx only
+            ax.plot(
+                [s.rps or 0 for s in failed],
+                [s.latency["p99"] / 1000.0 for s in failed],
+                "x",
+                color="red",
+                markersize=10,
+                label=f"{name}: step with failed requests (2xx only)",
+            )
     if slo_ms:
         ax.axhline(slo_ms, color="red", lw=1, ls=":", label=f"SLO p99 ≤ {slo_ms:g} ms")
     closed_ceiling, _ = analysis.ceiling_rps(load)
@@ -153,10 +170,10 @@ def throughput_vs_p99(load: dict[str, Any], out: Path) -> Path | None:
     ax.set_title("throughput vs p99 (closed-loop labels: connections)")
     ax.grid(True, which="both", alpha=0.3)
     _legend(ax, fontsize=7)
-    return _save(fig, out)
+    return _finish(fig)
 
 
-def cpu_per_request(load: dict[str, Any], out: Path) -> Path | None:
+def cpu_per_request(load: dict[str, Any]) -> Figure | None:
     by = analysis.runs_by_stack(load)
     if not by:
         return None
@@ -186,10 +203,10 @@ def cpu_per_request(load: dict[str, Any], out: Path) -> Path | None:
     ax2.set_title("peak resident memory (process tree)")
     for i, v in enumerate(rss):
         ax2.annotate(f"{v:,.0f}", (i, v), ha="center", va="bottom", fontsize=8)
-    return _save(fig, out)
+    return _finish(fig)
 
 
-def batch_scaling(load: dict[str, Any], out: Path) -> Path | None:
+def batch_scaling(load: dict[str, Any]) -> Figure | None:
     by = analysis.runs_by_stack(load)
     if not any(r.get("batch") for rs in by.values() for r in rs):
         return None
@@ -227,13 +244,13 @@ def batch_scaling(load: dict[str, Any], out: Path) -> Path | None:
     ax.set_title("/inference/batch throughput")
     ax2.set_ylabel("latency per request (ms, log scale)")
     ax2.set_title("/inference/batch latency")
-    return _save(fig, out)
+    return _finish(fig)
 
 
-def sequential(seq: dict[str, Any], out: Path) -> Path | None:
+def sequential(seq: dict[str, Any]) -> Figure | None:
     """Per-call latency distribution of the sequential protocol, one box per stack."""
     raw = seq.get("stacks", {})
-    names = analysis.stack_order(raw)
+    names = summary.stack_order(raw)
     data = [np.asarray([x for s in raw[n].get("latencies_s", []) for x in s]) * 1e3 for n in names]
     if not any(d.size for d in data):
         return None
@@ -249,4 +266,25 @@ def sequential(seq: dict[str, Any], out: Path) -> Path | None:
     ax.set_ylabel("latency per call (ms, log scale)")
     ax.set_title(f"sequential protocol ({seq.get('client', '?')} client), whiskers p1-p99")
     ax.grid(True, which="both", axis="y", alpha=0.3)
-    return _save(fig, out)
+    return _finish(fig)
+
+
+# The report's figures, in its order: file name -> (part of the results, what draws it).
+FIGURES: dict[str, tuple[str, Callable[[dict[str, Any]], Figure | None]]] = {
+    "sequential.png": ("sequential", sequential),
+    "latency_cdf.png": ("load", latency_cdf),
+    "throughput_p99.png": ("load", throughput_vs_p99),
+    "cpu_per_request.png": ("load", cpu_per_request),
+    "batch_scaling.png": ("load", batch_scaling),
+}
+
+
+def figures(doc: dict[str, Any]) -> dict[str, Figure]:
+    """Every figure a results document has data for, by file name (for notebooks: not saved)."""
+    out = {}
+    for name, (part, draw) in FIGURES.items():
+        data = doc.get(part)
+        fig = draw(data) if data else None
+        if fig is not None:
+            out[name] = fig
+    return out

@@ -15,6 +15,10 @@ from pathlib import Path
 
 from fiber_endpoints.v2 import DEFAULT_MODEL_NAME
 
+# A stack that cannot compute a model exactly exits with this code before serving (fiber/main.go
+# uses the same): it is then reported as not eligible for that model, never timed.
+EXIT_UNSUPPORTED_MODEL = 3
+
 
 def exit_zero_on_stop_signal() -> None:
     """uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal it caught:

@@ -8,7 +8,8 @@ import secrets
 import time
 from collections.abc import Sequence
 
-from fiber_endpoints.bench.client import RawClient, parse_server_timing, row_body
+from fiber_endpoints.bench.client import RawClient, parse_server_timing
+from fiber_endpoints.bench.workload import encode_body
 from fiber_endpoints.trace.breakdown import ClientCall
 
 SAMPLED = "01"
@@ -38,7 +39,7 @@ def send_traced(
 ) -> list[ClientCall]:
     """``warmup`` unsampled requests (flag 00: no spans), then ``requests`` sampled ones, each
     with a fresh trace id, rotating through ``rows``. Returns what the client observed."""
-    bodies = [row_body(r) for r in rows]
+    bodies = [encode_body(r) for r in rows]
     conn = RawClient(f"http://{host}:{port}", timeout=10.0)
     calls: list[ClientCall] = []
     try:

@@ -7,7 +7,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -17,7 +16,8 @@ from typing import Any
 
 from fiber_endpoints import model as model_mod
 from fiber_endpoints import stacks as stack_registry
-from fiber_endpoints.bench import servers
+from fiber_endpoints.bench import placement, servers, workload
+from fiber_endpoints.bench.results import machine_info
 from fiber_endpoints.paths import PROJECT_ROOT
 from fiber_endpoints.trace import client, jaeger, plots
 from fiber_endpoints.trace.breakdown import (
@@ -47,14 +47,6 @@ class StackRun:
     @property
     def problems(self) -> list[Problem]:
         return [r for r in self.results if isinstance(r, Problem)]
-
-
-def default_cpus() -> tuple[list[int] | None, list[int] | None]:
-    """Server on the last usable CPU, client and Jaeger on the others (None on one CPU)."""
-    usable = sorted(os.sched_getaffinity(0))
-    if len(usable) < 2:
-        return None, None
-    return [usable[-1]], usable[:-1]
 
 
 def fetch_all(store: jaeger.Jaeger, runs: Sequence[StackRun], wait: float = 20.0) -> None:
@@ -109,23 +101,6 @@ def markdown_table(summaries: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def machine() -> dict[str, Any]:
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
-
-
 def _request_row(r: RequestBreakdown | Problem, call: ClientCall) -> dict[str, Any]:
     row = call.to_json()
     if isinstance(r, RequestBreakdown):
@@ -151,12 +126,12 @@ def run(
     client_cpus: list[int] | None = None,
     otlp_endpoint: str | None = None,
     query_url: str | None = None,
+    rows_file: Path | None = None,
 ) -> int:
     """The whole ``trace`` command; returns the exit code (1 when any trace is missing)."""
     out.mkdir(parents=True, exist_ok=True)
     logs = out / "logs"
-    golden = model_mod.load_golden(model)
-    rows = golden.rows[: model_mod.SEED_ROWS]
+    rows = workload.load(model, rows_file).timed_rows.tolist()
     if otlp_endpoint and query_url:
         store = jaeger.Jaeger(otlp_endpoint, query_url)
         print(f"using Jaeger at {query_url} (OTLP {otlp_endpoint})")
@@ -217,7 +192,7 @@ def run(
     results = {
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": sys.argv,
-        "machine": machine(),
+        "machine": machine_info(),
         "placement": {"server_cpus": server_cpus, "client_cpus": client_cpus},
         "jaeger": {
             "kind": store.install.kind if store.install else "external",
@@ -252,7 +227,7 @@ def _cpu_list(text: str) -> list[int]:
 
 
 def _run_from_args(args: argparse.Namespace) -> int:
-    server_cpus, client_cpus = default_cpus()
+    where = placement.plan(client_cpus=args.client_cpus, server_cpus=args.server_cpus)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     return run(
         [s.strip() for s in args.stacks.split(",") if s.strip()],
@@ -260,10 +235,11 @@ def _run_from_args(args: argparse.Namespace) -> int:
         args.out or RESULTS_DIR / stamp,
         args.model.resolve(),
         warmup=args.warmup,
-        server_cpus=args.server_cpus if args.server_cpus is not None else server_cpus,
-        client_cpus=args.client_cpus if args.client_cpus is not None else client_cpus,
+        server_cpus=where.server_cpus,
+        client_cpus=where.client_cpus,
         otlp_endpoint=args.otlp_endpoint,
         query_url=args.query_url,
+        rows_file=args.rows,
     )
 
 
@@ -291,6 +267,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--model",
         type=Path,
         default=model_mod.default_model(),
+    )
+    p.add_argument(
+        "--rows",
+        type=Path,
+        default=None,
+        help="CSV/Parquet rows to send (default: the golden file's, else generated from the model)",
     )
     p.add_argument(
         "--server-cpus",

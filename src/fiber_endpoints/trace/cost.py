@@ -10,14 +10,18 @@ server starts (and samples) every trace itself, as behind a load balancer that d
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fiber_endpoints import model, stats
+from fiber_endpoints import stats
 from fiber_endpoints.bench import sequential, servers
 from fiber_endpoints.trace import jaeger
+
+if TYPE_CHECKING:
+    from fiber_endpoints.bench.context import RunContext
 
 TRACED_SUFFIX = "+otel"
 
@@ -25,6 +29,7 @@ TRACED_SUFFIX = "+otel"
 def measure(
     running: Mapping[str, servers.Server],
     model_path: Path,
+    rows: Sequence[Sequence[float]],
     *,
     samples: int,
     calls: int,
@@ -37,8 +42,6 @@ def measure(
     own = {n: s for n, s in running.items() if s.process is not None}
     if not own:
         return {"skipped": "no stack started by bench (targets are not restarted with tracing)"}
-    golden = model.load_golden(model_path)
-    rows = model.seed_rows(golden.num_features).tolist()
     out: dict[str, Any] = {"samples": samples, "calls": calls, "client": client_kind}
     with ExitStack() as stack:
         jaeger.install()  # a no-op when cached
@@ -109,17 +112,23 @@ def markdown(cost: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def phase(running: Mapping[str, servers.Server], doc: Mapping[str, Any], config: Any) -> Any:
-    """``bench``'s phase signature: (servers, results document, BenchConfig) -> raw results."""
-    placement = doc.get("placement", {})
-    out_dir = Path(config.out_base)
-    return measure(
-        running,
-        config.model_path,
-        samples=config.samples,
-        calls=config.calls,
-        client_kind=config.client,
-        warmup_calls=config.warmup_calls,
-        client_cpus=placement.get("client_cpus"),
-        log_dir=out_dir / "logs-tracing-cost",
-    )
+@dataclass(frozen=True)
+class TracingCostPhase:
+    """``bench --tracing-cost``: needs the parity-checked servers (the untraced side)."""
+
+    name: str = "tracing_cost"
+    needs_servers: bool = True
+
+    def run(self, ctx: RunContext, running: Mapping[str, servers.Server]) -> dict[str, Any]:
+        config = ctx.config
+        return measure(
+            running,
+            config.model_path,
+            ctx.workload.timed_rows.tolist(),
+            samples=config.samples,
+            calls=config.calls,
+            client_kind=config.client,
+            warmup_calls=config.warmup_calls,
+            client_cpus=ctx.placement.client_cpus,
+            log_dir=ctx.log_dir,
+        )

@@ -1,0 +1,86 @@
+"""What one ``bench`` run is: its configuration (what the CLI's flags map to) and the context made
+from it once (placement, workload, run folder), which every phase receives.
+
+A phase is a typed step of the run: it gets the :class:`RunContext` and the parity-checked
+servers, and returns its own part of the results document (``bench/schema.py``).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from fiber_endpoints import model
+from fiber_endpoints.bench import placement, results, servers, workload
+from fiber_endpoints.bench.load import LoadConfig
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Every knob of ``bench``. The CLI maps flags to this and does nothing else."""
+
+    stacks: list[str]
+    model_path: Path = model.DEFAULT_MODEL
+    rows_file: Path | None = None  # the user's rows; default: golden file, else generated
+    targets: dict[str, str] = field(default_factory=dict)  # NAME -> URL, already running
+    samples: int = 50
+    calls: int = 100
+    client: str = "raw"
+    warmup_calls: int = 200
+    pin: bool = True
+    client_cpus: tuple[int, ...] | None = None
+    server_cpus: tuple[int, ...] | None = None
+    floor: bool = True  # the trivial server as a diagnostic row of the sequential table
+    keep_awake: bool = False  # also time with SCHED_IDLE spinners keeping the CPUs awake
+    tracing_cost: bool = False
+    load: LoadConfig | None = field(default_factory=LoadConfig)  # None: no load phase
+    out_base: Path = results.RESULTS_DIR
+    command: list[str] = field(default_factory=lambda: list(sys.argv))
+    server_env: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key in ("model_path", "rows_file", "out_base"):
+            out[key] = str(out[key]) if out[key] is not None else None
+        return out
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Made once by the runner; read by every phase."""
+
+    config: BenchConfig
+    placement: placement.Placement
+    workload: workload.Workload
+    run_dir: Path
+
+    @property
+    def log_dir(self) -> Path:
+        return self.run_dir / "logs"
+
+
+class Phase(Protocol):
+    """A phase after parity. ``needs_servers``: it runs while the parity-checked servers are up
+    (and reuses them); otherwise after they stopped, so idle servers do not sit on the CPUs of
+    a phase that starts its own."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def needs_servers(self) -> bool: ...
+
+    def run(self, ctx: RunContext, running: Mapping[str, servers.Server]) -> Mapping[str, Any]:
+        """Its own part of the results document, stored under ``name``."""
+        ...
+
+
+def make(config: BenchConfig) -> RunContext:
+    """Placement, workload and run folder, decided once; a bad model/rows/CPU choice fails here,
+    before any server starts."""
+    where = placement.plan(config.pin, config.client_cpus, config.server_cpus)
+    rows = workload.load(config.model_path, config.rows_file)
+    return RunContext(config, where, rows, results.run_dir(config.out_base))
