@@ -419,3 +419,23 @@ func BenchmarkV2Inference(b *testing.B) {
 		}
 	}
 }
+
+func TestModelNameFlag(t *testing.T) {
+	t.Setenv(modelEnv, "m.txt")
+	t.Setenv(v2ModelNameEnv, "")
+	if cfg, err := parseFlags(nil); err != nil || cfg.ModelName != "model" {
+		t.Fatalf("default: %+v %v", cfg.ModelName, err)
+	}
+	t.Setenv(v2ModelNameEnv, "from-env")
+	if cfg, err := parseFlags(nil); err != nil || cfg.ModelName != "from-env" {
+		t.Fatalf("env: %q %v", cfg.ModelName, err)
+	}
+	if cfg, err := parseFlags([]string{"-model-name", "iris.v1"}); err != nil || cfg.ModelName != "iris.v1" {
+		t.Fatalf("flag: %q %v", cfg.ModelName, err)
+	}
+	for _, bad := range []string{"a/b", "-a", "a b", "é"} {
+		if _, err := parseFlags([]string{"-model-name", bad}); err == nil {
+			t.Errorf("-model-name %q accepted", bad)
+		}
+	}
+}
