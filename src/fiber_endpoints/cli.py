@@ -68,6 +68,16 @@ def _floats(text: str) -> tuple[float, ...]:
     return tuple(float(x) for x in text.replace(" ", "").split(",") if x)
 
 
+def _headers(values: list[str]) -> dict[str, str]:
+    out = {}
+    for value in values:
+        name, sep, text = value.partition(":")
+        if not sep or not name.strip():
+            raise SystemExit(f"--header wants 'Name: value', got {value!r}")
+        out[name.strip()] = text.strip()
+    return out
+
+
 def _load_config(args: argparse.Namespace) -> Any:
     """The load phase's configuration from its flags (unset flags: short or ``--full``)."""
     from dataclasses import replace
@@ -109,6 +119,9 @@ def _bench(args: argparse.Namespace) -> int:
             model_path=args.model.resolve(),
             rows_file=args.rows.resolve() if args.rows else None,
             targets=targets,
+            protocol=args.protocol,
+            model_name=args.model_name,
+            headers=_headers(args.header),
             samples=args.samples,
             calls=args.calls,
             client=args.client,
@@ -214,6 +227,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="an endpoint already running (repeatable); parity is checked too",
     )
     p.add_argument("--model", type=Path, default=model.default_model())
+    p.add_argument(
+        "--protocol",
+        choices=["contract", "v2"],
+        default="contract",
+        help="what every phase speaks: the project's contract, or the Open Inference Protocol V2 "
+        "(MLServer, KServe, Triton) on every stack and --target",
+    )
+    p.add_argument(
+        "--model-name",
+        type=_model_name,
+        default=v2.DEFAULT_MODEL_NAME,
+        help="the model's name in V2 URLs (/v2/models/NAME/infer) for --target endpoints",
+    )
+    p.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="'Name: value'",
+        help="extra header on every request to the endpoints (repeatable): Host, Authorization",
+    )
     p.add_argument(
         "--rows",
         type=Path,

@@ -84,6 +84,24 @@ def test_an_8_feature_model_goes_through_every_phase(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "latest" / "report.md").exists()
 
 
+def test_every_phase_over_v2_with_a_model_name(tmp_path: Path) -> None:
+    """The Open Inference Protocol V2 end to end: parity through /v2/models/NAME/infer, the
+    sequential protocol and the load lab (single and batch tensors) on every stack."""
+    proc = bench("--protocol", "v2", "--model-name", "churn-v3", "--samples", "2", "--calls", "20",
+                 "--warmup", "20", "--out", str(tmp_path), "--connections", "4", "--duration",
+                 "0.4", "--load-warmup", "0.1", "--rounds", "1", "--rate", "200",
+                 "--batch-sizes", "100", "--no-ceiling")  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    doc = results.load(tmp_path / "latest")
+    assert doc["workload"]["protocol"] == "v2"
+    for name in stacks.STACKS:
+        assert doc["stacks"][name]["parity"]["ok"], doc["stacks"][name]["parity"]
+        assert len(doc["sequential"]["stacks"][name]["latencies_s"]) == 2
+    for run in doc["load"]["runs"]:
+        for step in run["closed"] + run["open"] + run["batch"]:
+            assert step["requests"] > 0 and step["non2xx"] == 0 and step["errors"] == 0, step
+
+
 def test_a_wrong_stack_is_not_timed_and_the_run_fails(tmp_path: Path) -> None:
     """Serve the binary model but check it against the regression golden set: parity must fail,
     the stack must not be timed, and the verdict says why."""

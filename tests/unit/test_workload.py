@@ -93,9 +93,9 @@ def test_parquet_rows_and_string_categories_through_the_models_own_table(tmp_pat
     users.to_parquet(rows_file)
     wl = workload.load(path, rows_file)
     # LightGBM's own pandas path on the same rows (as a category column) is the reference.
-    typed = users.astype({"colour": pd.CategoricalDtype(["blue", "green", "red"])})[
-        ["size", "colour"]
-    ]
+    known = ["blue", "green", "red"]  # LightGBM's table; an unseen category is missing there too
+    colour = pd.Categorical(users["colour"].where(users["colour"].isin(known)), categories=known)
+    typed = users.assign(colour=colour)[["size", "colour"]]
     want = lgb.Booster(model_file=str(path)).predict(typed)
     assert wl.parity_expected == pytest.approx(want.tolist(), abs=0)
     assert math.isnan(wl.timed_rows[2, 1]), "an unseen category is missing, as in LightGBM"

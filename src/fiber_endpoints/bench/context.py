@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from fiber_endpoints import model
-from fiber_endpoints.bench import placement, results, servers, workload
+from fiber_endpoints import model, v2
+from fiber_endpoints.bench import placement, protocols, results, servers, workload
 from fiber_endpoints.bench.load import LoadConfig
 
 
@@ -31,6 +31,9 @@ class BenchConfig:
     client: str = "raw"
     warmup_calls: int = 200
     pin: bool = True
+    protocol: str = "contract"  # or "v2": the Open Inference Protocol (bench/protocols.py)
+    model_name: str = v2.DEFAULT_MODEL_NAME  # the V2 model name in the URL
+    headers: dict[str, str] = field(default_factory=dict)  # sent with every timed request
     client_cpus: tuple[int, ...] | None = None
     server_cpus: tuple[int, ...] | None = None
     floor: bool = True  # the trivial server as a diagnostic row of the sequential table
@@ -55,11 +58,17 @@ class RunContext:
     config: BenchConfig
     placement: placement.Placement
     workload: workload.Workload
+    protocol: protocols.WireProtocol
     run_dir: Path
 
     @property
     def log_dir(self) -> Path:
         return self.run_dir / "logs"
+
+    @property
+    def serve_args(self) -> list[str]:
+        """Extra ``serve`` flags for every stack the run starts: the V2 model name."""
+        return ["--model-name", self.config.model_name]
 
 
 class Phase(Protocol):
@@ -83,4 +92,5 @@ def make(config: BenchConfig) -> RunContext:
     before any server starts."""
     where = placement.plan(config.pin, config.client_cpus, config.server_cpus)
     rows = workload.load(config.model_path, config.rows_file)
-    return RunContext(config, where, rows, results.run_dir(config.out_base))
+    wire = protocols.get(config.protocol, config.model_name)
+    return RunContext(config, where, rows, wire, results.run_dir(config.out_base))

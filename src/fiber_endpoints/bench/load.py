@@ -28,9 +28,10 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from fiber_endpoints import contract, headline
+from fiber_endpoints import headline
 from fiber_endpoints.bench import ceiling, procstat, progress, servers, tools, vegeta, wrk
 from fiber_endpoints.bench.placement import Placement
+from fiber_endpoints.bench.protocols import Contract, WireProtocol
 from fiber_endpoints.bench.schema import LOAD_SCHEMA, ClosedStep, LoadResult, LoadRun, OpenStep
 from fiber_endpoints.bench.workload import Workload
 
@@ -129,12 +130,17 @@ def closed_step(
 
 
 def open_step(
-    target: Target, bodies: Sequence[bytes], rate: float, config: LoadConfig, cpus: Sequence[int]
+    target: Target,
+    path: str,
+    bodies: Sequence[bytes],
+    rate: float,
+    config: LoadConfig,
+    cpus: Sequence[int],
 ) -> OpenStep:
     with _monitor(target.pid) as mon:
         result = vegeta.run(
             target.url,
-            contract.INFERENCE_PATH,
+            path,
             bodies,
             rate=rate,
             duration_s=config.open_duration_s,
@@ -236,13 +242,17 @@ def run(
     where: Placement,
     config: LoadConfig,
     tick: progress.Update | None = None,
+    protocol: WireProtocol | None = None,
 ) -> LoadResult:
     """Every mode of ``config`` against every server in ``running`` (ours, started pinned, and
-    ``--target`` endpoints, without server CPU/RSS: no process of ours to read)."""
+    ``--target`` endpoints, without server CPU/RSS: no process of ours to read), over
+    ``protocol`` (default: the contract)."""
     tick = tick or (lambda _done, _what: None)
+    proto = protocol or Contract()
     client = where.client_cpus[:1]  # one generator thread, on one CPU
-    bodies = rows.single_bodies()
-    sizes = rows.batch_sizes(config.batch_sizes) if "batch" in config.modes else []
+    bodies = rows.single_bodies(proto)
+    single_path = proto.path(False)
+    sizes = rows.batch_sizes(config.batch_sizes, proto) if "batch" in config.modes else []
     result: LoadResult = {
         "schema": LOAD_SCHEMA,
         "generators": generators(),
@@ -257,21 +267,21 @@ def run(
     slices = _Slices(running, config.rounds, tick)
 
     def closed(connections: int) -> Slice:
-        return lambda t, _r: closed_step(t, contract.INFERENCE_PATH, bodies, connections,
+        return lambda t, _r: closed_step(t, single_path, bodies, connections,
                                          config.duration_s, config.warmup_s, client,
                                          config.timeout_s)  # fmt: skip
 
     def opened(rates: Mapping[str, list[float]], i: int) -> Slice:
-        return lambda t, _r: open_step(t, bodies, rates[t.name][i], config, client)
+        return lambda t, _r: open_step(t, single_path, bodies, rates[t.name][i], config, client)
 
     def batch(size: int, batch_bodies: list[bytes]) -> Slice:
-        return lambda t, _r: _batch_step(t, batch_bodies, size, config, client)
+        return lambda t, _r: _batch_step(t, proto.path(True), batch_bodies, size, config, client)
 
     if "closed" in config.modes:
         for c in config.connections:
             slices.each(f"closed c={c}", "closed", config.duration_s + config.warmup_s, closed(c))
     if "open" in config.modes:
-        rates = {n: _rates(config, slices.of(n), slices.targets[n], bodies, client)
+        rates = {n: _rates(config, slices.of(n), slices.targets[n], single_path, bodies, client)
                  for n in slices.names if not any(r["error"] for r in slices.of(n))}  # fmt: skip
         for i in range(len(config.rates or config.rate_fractions)):
             seconds = config.open_duration_s + config.open_warmup_s
@@ -283,7 +293,12 @@ def run(
             }
     for size in sizes:
         seconds = config.batch_duration_s + config.batch_warmup_s
-        slices.each(f"batch {size} rows", "batch", seconds, batch(size, rows.batch_bodies(size)))
+        slices.each(
+            f"batch {size} rows",
+            "batch",
+            seconds,
+            batch(size, rows.batch_bodies(size, protocol=proto)),
+        )
     if config.ceiling:
         tick(slices.done, "generator ceiling again (drift)")
         result["ceiling_end"] = ceiling.measure(where.server_cpus, client, bodies)
@@ -298,6 +313,7 @@ def _rates(
     config: LoadConfig,
     records: Sequence[LoadRun],
     target: Target,
+    path: str,
     bodies: Sequence[bytes],
     client: Sequence[int],
 ) -> list[float]:
@@ -305,16 +321,21 @@ def _rates(
     peak = headline.median([headline.peak_rps(r["closed"]) for r in records if r["closed"]])
     if peak is None and not config.rates:
         # No closed sweep to derive rates from: one short probe at 16 connections.
-        probe = closed_step(target, contract.INFERENCE_PATH, bodies, 16, 1.0, 0.3, client,
+        probe = closed_step(target, path, bodies, 16, 1.0, 0.3, client,
                             config.timeout_s)  # fmt: skip
         peak = float(probe["rps"])
     return headline.plan_rates(peak, config.rate_fractions, config.rates)
 
 
 def _batch_step(
-    target: Target, bodies: Sequence[bytes], size: int, config: LoadConfig, client: Sequence[int]
+    target: Target,
+    path: str,
+    bodies: Sequence[bytes],
+    size: int,
+    config: LoadConfig,
+    client: Sequence[int],
 ) -> ClosedStep:
-    step = closed_step(target, contract.BATCH_PATH, bodies, config.batch_connections,
+    step = closed_step(target, path, bodies, config.batch_connections,
                        config.batch_duration_s, config.batch_warmup_s, client,
                        config.timeout_s)  # fmt: skip
     step["rows"] = size
@@ -342,8 +363,9 @@ class LoadPhase:
                 progress.console.print(f"load: starting {name} on CPUs {ctx.placement.server_cpus}")
                 live[name] = stack.enter_context(
                     servers.running(name, ctx.config.model_path,
-                                    cpus=ctx.placement.server_cpus, log_dir=ctx.log_dir)
+                                    cpus=ctx.placement.server_cpus, log_dir=ctx.log_dir,
+                                    extra_args=ctx.serve_args)
                 )  # fmt: skip
             total = self.config.estimate_s(len(live))
             with progress.bar("load", total, " s") as update:
-                return run(live, ctx.workload, ctx.placement, self.config, update)
+                return run(live, ctx.workload, ctx.placement, self.config, update, ctx.protocol)

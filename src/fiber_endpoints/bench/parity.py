@@ -1,14 +1,16 @@
-"""Parity: a running stack must return LightGBM's own predictions on the golden rows, through
-both ``/inference`` (row by row) and ``/inference/batch``, before anything is timed."""
+"""Parity: a running stack must return LightGBM's own predictions on the parity rows, row by row
+and in one batch, over the protocol the run speaks, before anything is timed."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from fiber_endpoints import contract
+import numpy as np
+
 from fiber_endpoints.bench.client import RawClient
-from fiber_endpoints.bench.workload import encode_body
+from fiber_endpoints.bench.protocols import Contract, WireProtocol
 from fiber_endpoints.model import Golden, parity_errors
 
 
@@ -22,26 +24,38 @@ class ParityResult:
         return {"ok": self.ok, "checked_rows": self.checked_rows, "errors": self.errors}
 
 
-def check(url: str, golden: Golden) -> ParityResult:
+def check(
+    url: str,
+    golden: Golden,
+    protocol: WireProtocol | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> ParityResult:
+    """Every golden row alone, then all of them in one batch, over ``protocol`` (default: the
+    contract); each prediction within the parity tolerance of LightGBM's."""
+    proto = protocol or Contract()
+    rows = np.asarray(golden.rows, dtype=np.float64)
     client = RawClient(url)
+    extra = dict(headers or {})
     errors: list[str] = []
+    single_path, batch_path = proto.path(False), proto.path(True)
     try:
         singles: list[Any] = []
-        for i, row in enumerate(golden.rows):
-            resp = client.send(client.prepare("POST", contract.INFERENCE_PATH, encode_body(row)))
+        for i in range(len(rows)):
+            request = client.prepare("POST", single_path, proto.body(rows[i : i + 1], False), extra)
+            resp = client.send(request)
             if resp.status != 200:
-                errors.append(f"/inference row {i}: HTTP {resp.status}: {resp.body[:200]!r}")
+                errors.append(f"{single_path} row {i}: HTTP {resp.status}: {resp.body[:200]!r}")
                 break
-            singles.append(resp.json().get("prediction"))
+            singles += proto.predictions(resp.json(), False)[:1]
         else:
-            errors += [f"/inference {e}" for e in parity_errors(singles, golden)]
-        resp = client.send(client.prepare("POST", contract.BATCH_PATH, encode_body(golden.rows)))
+            errors += [f"{single_path} {e}" for e in parity_errors(singles, golden)]
+        resp = client.send(client.prepare("POST", batch_path, proto.body(rows, True), extra))
         if resp.status != 200:
-            errors.append(f"/inference/batch: HTTP {resp.status}: {resp.body[:200]!r}")
+            errors.append(f"{batch_path} (batch): HTTP {resp.status}: {resp.body[:200]!r}")
         else:
-            batch = resp.json().get("predictions")
-            errors += [f"/inference/batch {e}" for e in parity_errors(batch or [], golden)]
-    except (OSError, ValueError) as exc:
+            batch = proto.predictions(resp.json(), True)
+            errors += [f"{batch_path} (batch) {e}" for e in parity_errors(batch, golden)]
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
         errors.append(f"{type(exc).__name__}: {exc}")
     finally:
         client.close()

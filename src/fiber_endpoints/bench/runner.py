@@ -49,7 +49,9 @@ def started_servers(
         for name in config.stacks:
             try:
                 if name in config.targets:
-                    server = servers.Server(name, config.targets[name].rstrip("/"))
+                    server = servers.Server(
+                        name, config.targets[name].rstrip("/"), health_path=ctx.protocol.health_path
+                    )
                     servers.wait_healthy(server, timeout=30)
                 else:
                     console.print(f"starting [bold]{name}[/] on CPUs {ctx.placement.server_cpus}")
@@ -60,6 +62,7 @@ def started_servers(
                             cpus=ctx.placement.server_cpus,
                             env=config.server_env,
                             log_dir=ctx.log_dir,
+                            extra_args=ctx.serve_args,
                         )
                     )
             except servers.ServerError as exc:
@@ -87,7 +90,7 @@ def check_parity(
     """Parity of every running stack; returns the ones that may be timed."""
     eligible = {}
     for name, server in running.items():
-        check = parity.check(server.url, ctx.workload.golden)
+        check = parity.check(server.url, ctx.workload.golden, ctx.protocol, ctx.config.headers)
         doc["stacks"][name] = {
             "url": server.url,
             "started_by_bench": server.process is not None,
@@ -126,7 +129,7 @@ def run(config: BenchConfig) -> tuple[Path, schema.ResultsDoc]:
             "num_features": ctx.workload.num_features,
             "num_class": ctx.workload.num_class,
         },
-        "workload": ctx.workload.describe(),
+        "workload": {**ctx.workload.describe(), "protocol": ctx.protocol.name},
         "stacks": {},
     }
     problems: list[str] = []

@@ -15,11 +15,12 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from fiber_endpoints import contract
+import numpy as np
+
 from fiber_endpoints.bench import keep_awake, progress, servers
 from fiber_endpoints.bench.client import Client, make_client, parse_server_timing
+from fiber_endpoints.bench.protocols import Contract, WireProtocol
 from fiber_endpoints.bench.schema import SequentialResult, SequentialStack
-from fiber_endpoints.bench.workload import encode_body
 
 if TYPE_CHECKING:
     from fiber_endpoints.bench.context import RunContext
@@ -58,13 +59,16 @@ def run(
     client_kind: str = "raw",
     warmup_calls: int = 200,
     progress: Progress | None = None,
+    protocol: WireProtocol | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> dict[str, StackCalls]:
+    proto = protocol or Contract()
     names = list(targets)
     clients: dict[str, Client] = {n: make_client(client_kind, targets[n]) for n in names}
-    prepared = {
-        n: [c.prepare("POST", contract.INFERENCE_PATH, encode_body(r)) for r in rows]
-        for n, c in clients.items()
-    }
+    bodies = [proto.body(np.asarray([r], dtype=np.float64), False) for r in rows]
+    path = proto.path(False)
+    prepared = {n: [c.prepare("POST", path, b, dict(headers or {})) for b in bodies]
+                for n, c in clients.items()}  # fmt: skip
     results = {n: StackCalls() for n in names}
     try:
         for n in names:  # warm-up: connections, caches, JITs, lazy imports
@@ -136,6 +140,8 @@ class SequentialPhase:
                     client_kind=config.client,
                     warmup_calls=config.warmup_calls,
                     progress=lambda done, _total: update(done, f"{config.client} client"),
+                    protocol=ctx.protocol,
+                    headers=config.headers,
                 )
         return {
             "client": config.client,

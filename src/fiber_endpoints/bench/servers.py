@@ -44,6 +44,7 @@ class Server:
     cpus: list[int] | None = None
     health: dict[str, Any] = field(default_factory=dict)
     log_path: Path | None = None
+    health_path: str = "/health"  # the contract's; a V2 server's is /v2/health/ready
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -83,9 +84,11 @@ def serve_command(
 
 
 def get_json(url: str, timeout: float = 2.0) -> dict[str, Any]:
+    """A 2xx answer's JSON object ({} for an empty body, as Triton's health routes answer)."""
     with urllib.request.urlopen(url, timeout=timeout) as resp:
-        body: dict[str, Any] = json.loads(resp.read())
-        return body
+        raw = resp.read()
+        body = json.loads(raw) if raw.strip() else {}
+        return body if isinstance(body, dict) else {"answer": body}
 
 
 def wait_healthy(server: Server, timeout: float = 60.0) -> dict[str, Any]:
@@ -100,7 +103,7 @@ def wait_healthy(server: Server, timeout: float = 60.0) -> dict[str, Any]:
                 f"healthy; log: {server.log_path}\n{tail(server.log_path)}"
             )
         try:
-            server.health = get_json(server.url + "/health")
+            server.health = get_json(server.url + server.health_path)
             return server.health
         except (OSError, urllib.error.URLError, ValueError) as exc:
             last = str(exc)

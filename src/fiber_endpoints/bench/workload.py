@@ -23,11 +23,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fiber_endpoints import contract, model
+
+if TYPE_CHECKING:
+    from fiber_endpoints.bench.protocols import WireProtocol
 
 TIMED_ROWS_FROM_GOLDEN = model.SEED_ROWS  # the proof of concept's 100 rows
 MAX_TIMED_ROWS = 10_000
@@ -55,6 +58,12 @@ def _nulls(data: Any) -> Any:
         return None
     value = float(data)
     return None if math.isnan(value) else value
+
+
+def _contract() -> WireProtocol:
+    from fiber_endpoints.bench.protocols import Contract
+
+    return Contract()
 
 
 @dataclass(frozen=True)
@@ -86,29 +95,36 @@ class Workload:
             predictions=self.parity_expected,
         )
 
-    def single_bodies(self) -> list[bytes]:
-        return [encode_body(row) for row in self.timed_rows]
+    def single_bodies(self, protocol: WireProtocol | None = None) -> list[bytes]:
+        """One request per timed row, in ``protocol`` (default: the contract)."""
+        proto = protocol or _contract()
+        return [proto.body(self.timed_rows[i : i + 1], False) for i in range(len(self.timed_rows))]
 
-    def max_batch_rows(self) -> int:
+    def max_batch_rows(self, protocol: WireProtocol | None = None) -> int:
         """The most rows one batch body can hold under the contract's body limit (and row limit),
         from the widest timed row as encoded."""
-        widest = max(len(encode_body(row)) for row in self.timed_rows)
-        fit = (contract.MAX_BODY_BYTES - 16) // (widest + 1)
+        proto = protocol or _contract()
+        rows = self.timed_rows
+        widest = max(len(proto.body(rows[i : i + 1], True)) for i in range(len(rows)))
+        fit = (contract.MAX_BODY_BYTES - 256) // (widest + 1)
         return max(1, min(contract.MAX_BATCH_ROWS, fit))
 
-    def batch_sizes(self, wanted: Sequence[int]) -> list[int]:
+    def batch_sizes(self, wanted: Sequence[int], protocol: WireProtocol | None = None) -> list[int]:
         """``wanted`` batch sizes, each shrunk to what fits the body limit (no duplicates)."""
-        limit = self.max_batch_rows()
+        limit = self.max_batch_rows(protocol)
         return list(dict.fromkeys(min(n, limit) for n in wanted))
 
-    def batch_bodies(self, size: int, variants: int | None = None) -> list[bytes]:
+    def batch_bodies(
+        self, size: int, variants: int | None = None, protocol: WireProtocol | None = None
+    ) -> list[bytes]:
         """``variants`` batches of ``size`` rows, each starting at a different row (rotating)."""
+        proto = protocol or _contract()
         rows = self.timed_rows
         n = len(rows)
         variants = min(n, variants or max(1, 20_000 // max(size, 1)))
         bodies = []
         for v in range(variants):
-            body = encode_body(rows[[(v + i) % n for i in range(size)]])
+            body = proto.body(rows[[(v + i) % n for i in range(size)]], True)
             if len(body) > contract.MAX_BODY_BYTES:
                 raise WorkloadError(
                     f"a batch of {size} rows is {len(body):,} bytes, over the contract's "
