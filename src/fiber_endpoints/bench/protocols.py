@@ -96,7 +96,28 @@ class V2(WireProtocol):
         return [list(map(float, r)) if data.ndim == 2 else float(r) for r in data]
 
 
-PROTOCOLS = ("contract", "v2")
+@dataclass(frozen=True)
+class BentoJSON(WireProtocol):
+    """BentoML's own JSON API for a service whose ``predict`` takes and returns a NumPy array
+    (``peers/bentoml/service.py``): ``{"data": rows}`` on ``/predict``, one row as a batch of
+    one, a missing value as ``null`` (the float64 validator reads it as NaN); the answer is the
+    JSON array of predictions (a list per row for multiclass). Health: ``/readyz``."""
+
+    name: str = "bentoml"
+    health_path: str = "/readyz"
+    single_path: str = "/predict"
+    batch_path: str = "/predict"
+
+    def body(self, rows: np.ndarray, batch: bool) -> bytes:
+        sent = rows if batch else rows[:1]
+        return _compact({"data": [_nulls(r) for r in sent.tolist()]})
+
+    def predictions(self, answer: Any, batch: bool) -> list[Any]:
+        data = np.asarray(answer, dtype=np.float64)
+        return [list(map(float, r)) if data.ndim == 2 else float(r) for r in data]
+
+
+PROTOCOLS = ("contract", "v2")  # what --protocol takes; "bentoml" is a peer's own
 
 
 def get(name: str, model_name: str = v2.DEFAULT_MODEL_NAME) -> WireProtocol:
@@ -104,4 +125,6 @@ def get(name: str, model_name: str = v2.DEFAULT_MODEL_NAME) -> WireProtocol:
         return Contract()
     if name == "v2":
         return V2.for_model(model_name)
+    if name == "bentoml":
+        return BentoJSON()
     raise ValueError(f"unknown protocol {name!r}; known: {', '.join(PROTOCOLS)}")

@@ -20,10 +20,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fiber_endpoints import stacks
 from fiber_endpoints.cpus import pin_on_exec
+
+if TYPE_CHECKING:
+    from fiber_endpoints.bench.protocols import WireProtocol
 
 
 class ServerError(RuntimeError):
@@ -45,6 +48,8 @@ class Server:
     health: dict[str, Any] = field(default_factory=dict)
     log_path: Path | None = None
     health_path: str = "/health"  # the contract's; a V2 server's is /v2/health/ready
+    # What it speaks when that is not the run's protocol (a peer: V2 or BentoML's JSON API).
+    protocol: WireProtocol | None = None
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -128,9 +133,10 @@ def launch(
     cpus: Sequence[int] | None = None,
     env: Mapping[str, str] | None = None,
     log_path: Path | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start ``cmd`` in its own process group, placed on ``cpus`` from exec, output to
-    ``log_path`` (or nowhere): every server, generator ceiling and Jaeger starts this way."""
+    ``log_path`` (or nowhere): every server, peer, generator ceiling and Jaeger starts this way."""
     log = log_path.open("wb") if log_path is not None else None
     try:
         return subprocess.Popen(
@@ -141,6 +147,7 @@ def launch(
             stdin=subprocess.DEVNULL,
             preexec_fn=pin_on_exec(cpus),
             start_new_session=True,
+            cwd=cwd,
         )
     finally:
         if log is not None:
