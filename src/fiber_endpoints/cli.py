@@ -182,10 +182,8 @@ def _compare(args: argparse.Namespace) -> int:
     return 1 if regressions else 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fiber-endpoints", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_train(sub: Any) -> None:
+    """``train``: the proof of concept's model and its golden file."""
     p = sub.add_parser("train", help="train the proof of concept's model; write model + golden")
     p.add_argument("--output", type=Path, default=model.DEFAULT_MODEL)
     p.add_argument(
@@ -198,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="LightGBM threads (0 = all cores)")
     p.set_defaults(func=_train)
 
+
+def _add_serve(sub: Any) -> None:
+    """``serve``: one stack in the foreground."""
     p = sub.add_parser("serve", help="run one stack in the foreground until SIGTERM/SIGINT")
     p.add_argument("stack", choices=sorted(stacks.STACKS))
     p.add_argument(
@@ -217,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_serve)
 
+
+def _add_bench(sub: Any) -> None:
+    """``bench``: the flags, mapped to ``BenchConfig`` by :func:`_bench`."""
     p = sub.add_parser("bench", help="parity, then the seed protocol (and more) on every stack")
     p.add_argument("--stacks", help=f"comma-separated (default: all: {','.join(stacks.STACKS)})")
     p.add_argument(
@@ -296,6 +300,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also time each stack with tracing on (a real Jaeger) against tracing off",
     )
+    _add_load_flags(p)
+    p.set_defaults(func=_bench)
+
+
+def _add_load_flags(p: argparse.ArgumentParser) -> None:
+    """The load phase's flags (:func:`_load_config` maps them)."""
     g = p.add_argument_group("load (wrk closed loop, vegeta open loop, batch sweep)")
     g.add_argument(
         "--load",
@@ -368,8 +378,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip measuring the generators' ceiling (and the run's drift)",
     )
-    p.set_defaults(func=_bench)
 
+
+def _add_compare(sub: Any) -> None:
+    """``compare`` (also ``bench compare``)."""
     p = sub.add_parser(
         "compare",
         help="two results side by side (also `bench compare A B`); exit 1 past a regression",
@@ -381,6 +393,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "both runs' spread (default 10)")  # fmt: skip
     p.set_defaults(func=_compare)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fiber-endpoints", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    for add in (_add_train, _add_serve, _add_bench, _add_compare):
+        add(sub)
     trace_command.add_parser(sub)
     report_command.add_parser(sub)
     return parser

@@ -171,6 +171,16 @@ def load_sections(load: dict[str, Any], plot_dir: Path, rel: str) -> list[str]:
             lines += [f"![{name}]({rel}/{fname})", ""]
 
     by = analysis.runs_by_stack(load)
+
+    lines += closed_section(by, closed_ceiling)
+    lines += open_section(by, open_ceiling, slo_ms, plot_dir, rel)
+    lines += batch_section(by, cfg, plot_dir, rel)
+    return lines
+
+
+def closed_section(by: dict[str, list[dict[str, Any]]], closed_ceiling: float | None) -> list[str]:
+    """Every closed-loop step of every stack, merged over rounds."""
+    lines: list[str] = []
     lines += ["### Closed loop (wrk)", ""]
     rows = []
     for name, runs in by.items():
@@ -210,6 +220,18 @@ def load_sections(load: dict[str, Any], plot_dir: Path, rel: str) -> list[str]:
         rows,
     )
 
+    return lines
+
+
+def open_section(
+    by: dict[str, list[dict[str, Any]]],
+    open_ceiling: float | None,
+    slo_ms: float | None,
+    plot_dir: Path,
+    rel: str,
+) -> list[str]:
+    """Every open-loop step, latency from intended send time, judged by the one SLO rule."""
+    lines: list[str] = []
     lines += ["### Open loop, constant rate (vegeta; latency from intended send time)", ""]
     rows = []
     for name, runs in by.items():
@@ -252,6 +274,14 @@ def load_sections(load: dict[str, Any], plot_dir: Path, rel: str) -> list[str]:
     if (plot_dir / "cpu_per_request.png").exists():
         lines += ["![CPU per request](" + rel + "/cpu_per_request.png)", ""]
 
+    return lines
+
+
+def batch_section(
+    by: dict[str, list[dict[str, Any]]], cfg: dict[str, Any], plot_dir: Path, rel: str
+) -> list[str]:
+    """The batch sweep: requests and rows per second per batch size."""
+    lines: list[str] = []
     rows = []
     for name, runs in by.items():
         for st in analysis.batch_steps(runs):

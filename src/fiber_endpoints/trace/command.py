@@ -115,6 +115,33 @@ def _request_row(r: RequestBreakdown | Problem, call: ClientCall) -> dict[str, A
     return row
 
 
+def _summarize_runs(
+    runs: Sequence[StackRun],
+) -> tuple[bool, dict[str, dict[str, Any]], dict[str, RequestBreakdown]]:
+    """Print how many traces came back complete; (any missing, summaries, median requests)."""
+    failed = False
+    summaries: dict[str, dict[str, Any]] = {}
+    medians: dict[str, RequestBreakdown] = {}
+    for r in runs:
+        found = len(r.ok)
+        print(
+            f"{r.name}: {found}/{len(r.calls)} traces found complete in Jaeger "
+            f"({100.0 * found / max(1, len(r.calls)):.1f} %)"
+        )
+        for p in r.problems[:20]:
+            print(f"  missing or broken: {p}")
+        if len(r.problems) > 20:
+            print(f"  ... and {len(r.problems) - 20} more (see results.json)")
+        failed = failed or bool(r.problems) or not r.calls
+        if r.ok:
+            summaries[r.name] = summarize(r.ok)
+            medians[r.name] = median_request(r.ok)
+    if summaries:
+        print()
+        print(format_table(summaries))
+    return failed, summaries, medians
+
+
 def run(
     stacks: Sequence[str],
     requests: int,
@@ -168,27 +195,7 @@ def run(
         if store.process is not None:
             jaeger.stop(store)
 
-    failed = False
-    summaries: dict[str, dict[str, Any]] = {}
-    medians: dict[str, RequestBreakdown] = {}
-    for r in runs:
-        found = len(r.ok)
-        print(
-            f"{r.name}: {found}/{len(r.calls)} traces found complete in Jaeger "
-            f"({100.0 * found / max(1, len(r.calls)):.1f} %)"
-        )
-        for p in r.problems[:20]:
-            print(f"  missing or broken: {p}")
-        if len(r.problems) > 20:
-            print(f"  ... and {len(r.problems) - 20} more (see results.json)")
-        failed = failed or bool(r.problems) or not r.calls
-        if r.ok:
-            summaries[r.name] = summarize(r.ok)
-            medians[r.name] = median_request(r.ok)
-
-    if summaries:
-        print()
-        print(format_table(summaries))
+    failed, summaries, medians = _summarize_runs(runs)
     results = {
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": sys.argv,
