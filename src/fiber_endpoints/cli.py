@@ -78,6 +78,21 @@ def _headers(values: list[str]) -> dict[str, str]:
     return out
 
 
+def _peer_names(args: argparse.Namespace, only_targets: bool) -> list[str]:
+    """The peers of the V2 comparison: ``--peers``, else all (none with ``--no-peers``, or when
+    only ``--target`` endpoints are measured)."""
+    from fiber_endpoints import peers
+
+    if args.no_peers:
+        return []
+    if args.peers is not None:
+        names = [n for n in args.peers.split(",") if n]
+        for name in names:
+            peers.get(name)
+        return names
+    return [] if only_targets else list(peers.PEERS)
+
+
 def _load_config(args: argparse.Namespace) -> Any:
     """The load phase's configuration from its flags (unset flags: short or ``--full``)."""
     from dataclasses import replace
@@ -113,6 +128,7 @@ def _bench(args: argparse.Namespace) -> int:
     for name in names:
         if name not in targets:
             stacks.get(name)
+    peer_names = _peer_names(args, only_targets=bool(targets) and not args.stacks)
     try:
         config = BenchConfig(
             stacks=names,
@@ -122,6 +138,8 @@ def _bench(args: argparse.Namespace) -> int:
             protocol=args.protocol,
             model_name=args.model_name,
             headers=_headers(args.header),
+            peers=peer_names,
+            v2_comparison=args.v2_comparison and (bool(peer_names) or args.protocol != "v2"),
             samples=args.samples,
             calls=args.calls,
             client=args.client,
@@ -152,6 +170,11 @@ def _bench(args: argparse.Namespace) -> int:
 
         print("\nunder load:\n")
         print("\n".join(markdown.throughput_table(dict(doc["load"]))))
+    if "v2_comparison" in doc:
+        from fiber_endpoints.report import markdown
+
+        print("\nover V2, our stacks and the peers (same phases, same placement):\n")
+        print("\n".join(markdown.comparison_tables(dict(doc))))
     print(f"\nraw results: {path}")
     print(f"report: {report_command.report(path)[0]}")
     verdict: schema.Verdict = doc["verdict"]
@@ -250,6 +273,20 @@ def _add_bench(sub: Any) -> None:
         default=[],
         metavar="'Name: value'",
         help="extra header on every request to the endpoints (repeatable): Host, Authorization",
+    )
+    p.add_argument(
+        "--peers",
+        default=None,
+        metavar="mlserver,kserve,...",
+        help="peers measured beside our stacks over V2 (default: all; see docs/peers.md)",
+    )
+    p.add_argument("--no-peers", action="store_true", help="no peers in the V2 comparison (faster)")
+    p.add_argument(
+        "--v2-comparison",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run our stacks and the peers over V2 through the same phases, stored beside "
+        "the run's own results (default: yes)",
     )
     p.add_argument(
         "--rows",

@@ -9,10 +9,14 @@ status line and the headers it needs.
 from __future__ import annotations
 
 import json
+import os
 import socket
+import ssl
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
+
+INSECURE_TLS_ENV = "FIBER_ENDPOINTS_INSECURE_TLS"
 
 
 class ClientError(RuntimeError):
@@ -48,15 +52,21 @@ class Client(Protocol):
 
 
 class RawClient:
-    """One keep-alive TCP connection; requests are pre-encoded bytes."""
+    """One keep-alive TCP connection (TLS for an ``https://`` URL); requests are pre-encoded
+    bytes."""
 
     name = "raw"
 
-    def __init__(self, url: str, timeout: float = 30.0) -> None:
+    def __init__(self, url: str, timeout: float = 30.0, verify: bool | None = None) -> None:
         parts = urlsplit(url)
         self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port or 80
+        self.tls = parts.scheme == "https"
+        self.port = parts.port or (443 if self.tls else 80)
         self.timeout = timeout
+        # TLS: verified against the system's CAs unless FIBER_ENDPOINTS_INSECURE_TLS=1 (a
+        # self-signed terminator in a test, an ingress whose CA this machine lacks); wrk and
+        # vegeta never verify, parity (checked first, with this client) is what is trusted.
+        self.verify = (os.environ.get(INSECURE_TLS_ENV) != "1") if verify is None else verify
         self._sock: socket.socket | None = None
         self._buf = b""
 
@@ -64,6 +74,12 @@ class RawClient:
         if self._sock is None:
             sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.tls:
+                context = ssl.create_default_context()
+                if not self.verify:
+                    context.check_hostname = False
+                    context.verify_mode = ssl.CERT_NONE
+                sock = context.wrap_socket(sock, server_hostname=self.host)
             self._sock, self._buf = sock, b""
         return self._sock
 
@@ -74,7 +90,9 @@ class RawClient:
         body: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> bytes:
-        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
+        lines = [f"{method} {path} HTTP/1.1"]
+        if not any(k.lower() == "host" for k in headers or {}):  # --header 'Host: ...' wins
+            lines.append(f"Host: {self.host}:{self.port}")
         all_headers = {"Content-Type": "application/json"} if body is not None else {}
         all_headers.update(headers or {})
         lines += [f"{k}: {v}" for k, v in all_headers.items()]

@@ -8,7 +8,8 @@ servers, and returns its own part of the results document (``bench/schema.py``).
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,6 +35,11 @@ class BenchConfig:
     protocol: str = "contract"  # or "v2": the Open Inference Protocol (bench/protocols.py)
     model_name: str = v2.DEFAULT_MODEL_NAME  # the V2 model name in the URL
     headers: dict[str, str] = field(default_factory=dict)  # sent with every timed request
+    # Peers (peers/__init__.py) measured beside our stacks in the V2 comparison; [] = none.
+    peers: list[str] = field(default_factory=list)
+    # Our stacks (and the peers) again over V2, through the same phases, stored beside the run's
+    # own results (``v2_comparison``): the contract's p50 next to V2's, the peers next to ours.
+    v2_comparison: bool = False
     client_cpus: tuple[int, ...] | None = None
     server_cpus: tuple[int, ...] | None = None
     floor: bool = True  # the trivial server as a diagnostic row of the sequential table
@@ -69,6 +75,30 @@ class RunContext:
     def serve_args(self) -> list[str]:
         """Extra ``serve`` flags for every stack the run starts: the V2 model name."""
         return ["--model-name", self.config.model_name]
+
+    def protocol_of(self, server: servers.Server) -> protocols.WireProtocol:
+        """What ``server`` speaks: its own protocol (a peer's), else the run's."""
+        return server.protocol or self.protocol
+
+    def start(self, name: str) -> AbstractContextManager[servers.Server]:
+        """Stack or peer ``name`` started pinned to the server CPUs, the one way every phase
+        starts one; stopped when the block ends."""
+        return _started(self, name)
+
+
+@contextmanager
+def _started(ctx: RunContext, name: str) -> Iterator[servers.Server]:
+    from fiber_endpoints import peers
+
+    cpus = ctx.placement.server_cpus
+    if name in peers.PEERS:
+        with peers.running(name, ctx.config.model_path, cpus=cpus, log_dir=ctx.log_dir,
+                           model_name=ctx.config.model_name) as server:  # fmt: skip
+            yield server
+        return
+    with servers.running(name, ctx.config.model_path, cpus=cpus, env=ctx.config.server_env,
+                         log_dir=ctx.log_dir, extra_args=ctx.serve_args) as server:  # fmt: skip
+        yield server
 
 
 class Phase(Protocol):

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fiber_endpoints import headline
@@ -99,11 +99,13 @@ class LoadConfig:
 
 @dataclass(frozen=True)
 class Target:
-    """What the load goes to: a URL, and the pid whose process tree is the server's cost."""
+    """What the load goes to: a URL, the pid whose process tree is the server's cost, and the
+    extra headers every request carries (``--header``)."""
 
     name: str
     url: str
     pid: int | None
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 def closed_step(
@@ -119,6 +121,7 @@ def closed_step(
     """One wrk run (after a discarded warm-up), with the server's cost over the measured part."""
     common: dict[str, Any] = {"connections": connections, "cpus": client_cpus,
                               "timeout_s": timeout_s}  # fmt: skip
+    common["headers"] = target.headers
     if warmup_s > 0:
         wrk.run(target.url, path, bodies, duration_s=warmup_s, **common)
     with _monitor(target.pid) as mon:
@@ -147,6 +150,7 @@ def open_step(
             warmup_s=config.open_warmup_s,
             cpus=cpus,
             timeout_s=config.timeout_s,
+            headers=target.headers,
         )
     step: OpenStep = result.to_json()  # type: ignore[assignment]
     if mon is not None:
@@ -190,10 +194,12 @@ class _Slices:
         running: Mapping[str, servers.Server],
         rounds: int,
         tick: progress.Update,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self.running, self.rounds, self.tick = running, rounds, tick
         self.names = list(running)
-        self.targets = {n: Target(n, s.url, s.pid) for n, s in running.items()}
+        self.targets = {n: Target(n, s.url, s.pid, dict(headers or {}))
+                        for n, s in running.items()}  # fmt: skip
         self.done = 0.0  # estimated seconds so far, for the progress bar
         self.records: dict[tuple[int, str], LoadRun] = {}
         for r in range(rounds):
@@ -243,16 +249,21 @@ def run(
     config: LoadConfig,
     tick: progress.Update | None = None,
     protocol: WireProtocol | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> LoadResult:
     """Every mode of ``config`` against every server in ``running`` (ours, started pinned, and
     ``--target`` endpoints, without server CPU/RSS: no process of ours to read), over
-    ``protocol`` (default: the contract)."""
+    ``protocol`` (default: the contract), or a server's own (a peer's); ``headers`` on every
+    request."""
     tick = tick or (lambda _done, _what: None)
     proto = protocol or Contract()
+    speaks = {n: s.protocol or proto for n, s in running.items()}
     client = where.client_cpus[:1]  # one generator thread, on one CPU
     bodies = rows.single_bodies(proto)
-    single_path = proto.path(False)
-    sizes = rows.batch_sizes(config.batch_sizes, proto) if "batch" in config.modes else []
+    own = {p.name: (rows.single_bodies(p), p.path(False)) for p in speaks.values()}
+    # One list of batch sizes for every server: what fits every protocol's body.
+    sizes = (min((rows.batch_sizes(config.batch_sizes, p) for p in [proto, *speaks.values()]),
+                 key=max) if "batch" in config.modes else [])  # fmt: skip
     result: LoadResult = {
         "schema": LOAD_SCHEMA,
         "generators": generators(),
@@ -264,24 +275,31 @@ def run(
     if config.ceiling:
         tick(0, "generator ceiling (trivial server)")
         result["ceiling"] = ceiling.measure(where.server_cpus, client, bodies)
-    slices = _Slices(running, config.rounds, tick)
+    slices = _Slices(running, config.rounds, tick, headers)
+
+    def single(t: Target) -> tuple[list[bytes], str]:
+        return own[speaks[t.name].name]
 
     def closed(connections: int) -> Slice:
-        return lambda t, _r: closed_step(t, single_path, bodies, connections,
+        return lambda t, _r: closed_step(t, single(t)[1], single(t)[0], connections,
                                          config.duration_s, config.warmup_s, client,
                                          config.timeout_s)  # fmt: skip
 
     def opened(rates: Mapping[str, list[float]], i: int) -> Slice:
-        return lambda t, _r: open_step(t, single_path, bodies, rates[t.name][i], config, client)
+        return lambda t, _r: open_step(t, single(t)[1], single(t)[0], rates[t.name][i], config,
+                                       client)  # fmt: skip
 
-    def batch(size: int, batch_bodies: list[bytes]) -> Slice:
-        return lambda t, _r: _batch_step(t, proto.path(True), batch_bodies, size, config, client)
+    def batch(size: int) -> Slice:
+        made = {p.name: rows.batch_bodies(size, protocol=p) for p in speaks.values()}
+        return lambda t, _r: _batch_step(t, speaks[t.name].path(True), made[speaks[t.name].name],
+                                         size, config, client)  # fmt: skip
 
     if "closed" in config.modes:
         for c in config.connections:
             slices.each(f"closed c={c}", "closed", config.duration_s + config.warmup_s, closed(c))
     if "open" in config.modes:
-        rates = {n: _rates(config, slices.of(n), slices.targets[n], single_path, bodies, client)
+        rates = {n: _rates(config, slices.of(n), slices.targets[n], own[speaks[n].name][1],
+                           own[speaks[n].name][0], client)
                  for n in slices.names if not any(r["error"] for r in slices.of(n))}  # fmt: skip
         for i in range(len(config.rates or config.rate_fractions)):
             seconds = config.open_duration_s + config.open_warmup_s
@@ -293,12 +311,7 @@ def run(
             }
     for size in sizes:
         seconds = config.batch_duration_s + config.batch_warmup_s
-        slices.each(
-            f"batch {size} rows",
-            "batch",
-            seconds,
-            batch(size, rows.batch_bodies(size, protocol=proto)),
-        )
+        slices.each(f"batch {size} rows", "batch", seconds, batch(size))
     if config.ceiling:
         tick(slices.done, "generator ceiling again (drift)")
         result["ceiling_end"] = ceiling.measure(where.server_cpus, client, bodies)
@@ -361,11 +374,8 @@ class LoadPhase:
                     live[name] = server
                     continue
                 progress.console.print(f"load: starting {name} on CPUs {ctx.placement.server_cpus}")
-                live[name] = stack.enter_context(
-                    servers.running(name, ctx.config.model_path,
-                                    cpus=ctx.placement.server_cpus, log_dir=ctx.log_dir,
-                                    extra_args=ctx.serve_args)
-                )  # fmt: skip
+                live[name] = stack.enter_context(ctx.start(name))
             total = self.config.estimate_s(len(live))
             with progress.bar("load", total, " s") as update:
-                return run(live, ctx.workload, ctx.placement, self.config, update, ctx.protocol)
+                return run(live, ctx.workload, ctx.placement, self.config, update, ctx.protocol,
+                           ctx.config.headers)  # fmt: skip

@@ -149,11 +149,42 @@ class StackRecord(TypedDict):
     parity: Parity
     # Why the stack refused this model (it cannot compute it exactly): reported, never timed.
     not_eligible: NotRequired[str | None]
+    protocol: NotRequired[str]  # what parity (and every phase) spoke to it
+    peer: NotRequired[PeerInfo]  # set for a peer (peers/__init__.py), absent for our stacks
+
+
+class PeerInfo(TypedDict):
+    description: str
+    protocol: str  # "v2" or "bentoml"
+    on: str  # metrics, gRPC, tracing: what it has on besides inference
+    ours: bool  # our re-implementation of a server not published as a package
+    requirements: str  # its pinned requirements file in the repository
 
 
 class Verdict(TypedDict):
     ok: bool
     problems: list[str]  # why the run failed (parity, errors under load, ...)
+
+
+class Fairness(TypedDict):
+    """What is the same for every stack and peer of the V2 comparison."""
+
+    server_cpus: list[int] | None
+    predictor_threads: int | None
+    placement: str
+    on: dict[str, str]  # name -> metrics / gRPC / tracing state
+
+
+class V2Comparison(TypedDict):
+    """Our stacks (those the run started) and the peers over V2 (BentoML over its own JSON
+    API), through the run's own phases: a results document of its own, nested."""
+
+    protocol: str
+    stacks: dict[str, StackRecord]
+    fairness: Fairness
+    problems: list[str]
+    sequential: NotRequired[SequentialResult]
+    load: NotRequired[LoadResult]
 
 
 class ResultsDoc(TypedDict):
@@ -171,6 +202,7 @@ class ResultsDoc(TypedDict):
     sequential_keep_awake: NotRequired[SequentialResult]
     tracing_cost: NotRequired[dict[str, Any]]
     load: NotRequired[LoadResult]
+    v2_comparison: NotRequired[V2Comparison]
 
 
 class SchemaError(ValueError):

@@ -61,14 +61,20 @@ def run(
     progress: Progress | None = None,
     protocol: WireProtocol | None = None,
     headers: Mapping[str, str] | None = None,
+    protocols: Mapping[str, WireProtocol] | None = None,
 ) -> dict[str, StackCalls]:
+    """``protocols``: a target's own protocol where it is not ``protocol`` (a peer's)."""
     proto = protocol or Contract()
     names = list(targets)
     clients: dict[str, Client] = {n: make_client(client_kind, targets[n]) for n in names}
-    bodies = [proto.body(np.asarray([r], dtype=np.float64), False) for r in rows]
-    path = proto.path(False)
-    prepared = {n: [c.prepare("POST", path, b, dict(headers or {})) for b in bodies]
-                for n, c in clients.items()}  # fmt: skip
+    array = np.asarray(rows, dtype=np.float64)
+
+    def requests(name: str, client: Client) -> list[Any]:
+        own = (protocols or {}).get(name, proto)
+        bodies = [own.body(array[i : i + 1], False) for i in range(len(array))]
+        return [client.prepare("POST", own.path(False), b, dict(headers or {})) for b in bodies]
+
+    prepared = {n: requests(n, c) for n, c in clients.items()}
     results = {n: StackCalls() for n in names}
     try:
         for n in names:  # warm-up: connections, caches, JITs, lazy imports
@@ -142,6 +148,7 @@ class SequentialPhase:
                     progress=lambda done, _total: update(done, f"{config.client} client"),
                     protocol=ctx.protocol,
                     headers=config.headers,
+                    protocols={n: ctx.protocol_of(s) for n, s in running.items()},
                 )
         return {
             "client": config.client,

@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -88,15 +89,28 @@ def serve_command(
     ]
 
 
-def get_json(url: str, timeout: float = 2.0) -> dict[str, Any]:
-    """A 2xx answer's JSON object ({} for an empty body, as Triton's health routes answer)."""
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
+def get_json(
+    url: str, timeout: float = 2.0, headers: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """A 2xx answer's JSON object ({} for an empty body, as Triton's health routes answer),
+    asked with ``headers`` (``--header``: Host, Authorization); TLS verified as the raw client
+    verifies it (``bench/client.py``)."""
+    from fiber_endpoints.bench.client import INSECURE_TLS_ENV
+
+    context = None
+    if url.startswith("https://") and os.environ.get(INSECURE_TLS_ENV) == "1":
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    request = urllib.request.Request(url, headers=dict(headers or {}))
+    with urllib.request.urlopen(request, timeout=timeout, context=context) as resp:
         raw = resp.read()
         body = json.loads(raw) if raw.strip() else {}
         return body if isinstance(body, dict) else {"answer": body}
 
 
-def wait_healthy(server: Server, timeout: float = 60.0) -> dict[str, Any]:
+def wait_healthy(
+    server: Server, timeout: float = 60.0, headers: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     last = "no answer"
     while time.monotonic() < deadline:
@@ -108,7 +122,7 @@ def wait_healthy(server: Server, timeout: float = 60.0) -> dict[str, Any]:
                 f"healthy; log: {server.log_path}\n{tail(server.log_path)}"
             )
         try:
-            server.health = get_json(server.url + server.health_path)
+            server.health = get_json(server.url + server.health_path, headers=headers)
             return server.health
         except (OSError, urllib.error.URLError, ValueError) as exc:
             last = str(exc)

@@ -20,7 +20,7 @@ import os
 import signal
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,8 +57,16 @@ def _lua_long_string(body: bytes) -> str:
     return f"[{eq}[{text}]{eq}]"
 
 
-def lua_script(path: str, bodies: Sequence[bytes]) -> str:
-    """A wrk script POSTing ``bodies`` (JSON) to ``path`` in turn, plus the result dump."""
+def _lua_headers(headers: Mapping[str, str] | None) -> str:
+    """A Lua table of request headers: JSON's content type plus ``headers`` (``--header``)."""
+    every = {"Content-Type": "application/json", **(headers or {})}
+    return "{" + ", ".join(f"[ {_lua_long_string(k.encode())} ] = {_lua_long_string(v.encode())}"
+                           for k, v in every.items()) + "}"  # fmt: skip
+
+
+def lua_script(path: str, bodies: Sequence[bytes], headers: Mapping[str, str] | None = None) -> str:
+    """A wrk script POSTing ``bodies`` (JSON) to ``path`` in turn, with ``headers`` on every
+    request (a ``Host`` among them replaces wrk's own), plus the result dump."""
     if not bodies:
         raise ValueError("no request bodies")
     items = ",\n".join(_lua_long_string(b) for b in bodies)
@@ -70,7 +78,7 @@ local reqs = {{}}
 local i = 0
 init = function(args)
   for k, b in ipairs(bodies) do
-    reqs[k] = wrk.format("POST", "{path}", {{["Content-Type"] = "application/json"}}, b)
+    reqs[k] = wrk.format("POST", "{path}", {_lua_headers(headers)}, b)
   end
 end
 request = function()
@@ -195,13 +203,15 @@ def run(
     timeout_s: float = 10.0,
     threads: int = 1,
     script_dir: Path | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> WrkResult:
     """One measured closed-loop run of ``duration_s`` (the caller warms up with a run of its own,
-    outside its CPU accounting)."""
+    outside its CPU accounting); ``headers`` on every request; ``https://`` URLs over TLS (wrk
+    does not verify the certificate)."""
     wrk = str(tools.wrk())
     with tempfile.TemporaryDirectory(dir=script_dir) as tmp:
         script = Path(tmp) / "post.lua"
-        script.write_text(lua_script(path, bodies))
+        script.write_text(lua_script(path, bodies, headers))
         result_file = Path(tmp) / "result.txt"
         env = {**os.environ, "WRK_RESULT": str(result_file)}
         threads = max(1, min(threads, connections))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +60,15 @@ def _flags(step: analysis.StepSummary, ceiling: float | None, open_loop: bool) -
     return "; ".join(flags)
 
 
+def _name(name: str, peers: Collection[str] = ()) -> str:
+    """A stack's name in a table; a peer is marked as one."""
+    return f"`{name}`" + (" (peer)" if name in peers else "")
+
+
 def throughput_table(
-    load: dict[str, Any], summary: Sequence[analysis.StackSummary] | None = None
+    load: dict[str, Any],
+    summary: Sequence[analysis.StackSummary] | None = None,
+    peers: Collection[str] = (),
 ) -> list[str]:
     """The headline table under load (``bench`` prints it; the report shows it)."""
     summary = analysis.summarise(load) if summary is None else summary
@@ -70,7 +77,7 @@ def throughput_table(
     for s in summary:
         rows.append(
             [
-                f"`{s.name}`" + (" **ERRORS**" if s.failed_steps else ""),
+                _name(s.name, peers) + (" **ERRORS**" if s.failed_steps else ""),
                 str(s.rounds),
                 _n(s.peak_rps),
                 _us(s.p99_at_peak_us),
@@ -120,13 +127,20 @@ def throughput_table(
     return lines
 
 
-def load_sections(load: dict[str, Any], plot_dir: Path, rel: str) -> list[str]:
+def load_sections(
+    load: dict[str, Any],
+    plot_dir: Path,
+    rel: str,
+    title: str = "Under load",
+    peers: Collection[str] = (),
+    prefix: str = "",
+) -> list[str]:
     lines: list[str] = []
     closed_ceiling, open_ceiling = analysis.ceiling_rps(load)
     gens = load.get("generators", {})
     cfg = load.get("config", {})
     slo_ms = cfg.get("slo_ms")
-    lines += ["## Under load", ""]
+    lines += [f"## {title}", ""]
     lines += [
         f"- Generators: closed loop and batch **{gens.get('closed', '?')}** (1 thread); open "
         f"loop **{gens.get('open', '?')}** (latency from each request's intended send time).",
@@ -147,9 +161,9 @@ def load_sections(load: dict[str, Any], plot_dir: Path, rel: str) -> list[str]:
         lines += [f"- round {r['round']} `{r['stack']}`: {r['error']}" for r in failed] + [""]
 
     summary = analysis.summarise(load)
-    lines += ["### Throughput at SLO", "", *throughput_table(load, summary)]
+    lines += ["### Throughput at SLO", "", *throughput_table(load, summary, peers)]
     lat_rows = [
-        [f"`{s.name}`", _ratio(s.ratios.get("p50_latency"))]
+        [_name(s.name, peers), _ratio(s.ratios.get("p50_latency"))]
         for s in summary
         if s.ratios.get("p50_latency")
     ]
@@ -164,21 +178,23 @@ def load_sections(load: dict[str, Any], plot_dir: Path, rel: str) -> list[str]:
         )
 
     for name, fname in [
-        ("Latency CDF", "latency_cdf.png"),
-        ("Throughput vs p99", "throughput_p99.png"),
+        ("Latency CDF", f"{prefix}latency_cdf.png"),
+        ("Throughput vs p99", f"{prefix}throughput_p99.png"),
     ]:
         if (plot_dir / fname).exists():
             lines += [f"![{name}]({rel}/{fname})", ""]
 
     by = analysis.runs_by_stack(load)
 
-    lines += closed_section(by, closed_ceiling)
-    lines += open_section(by, open_ceiling, slo_ms, plot_dir, rel)
-    lines += batch_section(by, cfg, plot_dir, rel)
+    lines += closed_section(by, closed_ceiling, peers)
+    lines += open_section(by, open_ceiling, slo_ms, plot_dir, rel, peers, prefix)
+    lines += batch_section(by, cfg, plot_dir, rel, peers, prefix)
     return lines
 
 
-def closed_section(by: dict[str, list[dict[str, Any]]], closed_ceiling: float | None) -> list[str]:
+def closed_section(
+    by: dict[str, list[dict[str, Any]]], closed_ceiling: float | None, peers: Collection[str] = ()
+) -> list[str]:
     """Every closed-loop step of every stack, merged over rounds."""
     lines: list[str] = []
     lines += ["### Closed loop (wrk)", ""]
@@ -188,7 +204,7 @@ def closed_section(by: dict[str, list[dict[str, Any]]], closed_ceiling: float | 
             lat = st.latency
             rows.append(
                 [
-                    f"`{name}`",
+                    _name(name, peers),
                     f"{st.key:g}",
                     _n(st.rps),
                     _us(lat.get("p50")),
@@ -229,6 +245,8 @@ def open_section(
     slo_ms: float | None,
     plot_dir: Path,
     rel: str,
+    peers: Collection[str] = (),
+    prefix: str = "",
 ) -> list[str]:
     """Every open-loop step, latency from intended send time, judged by the one SLO rule."""
     lines: list[str] = []
@@ -240,7 +258,7 @@ def open_section(
             ok = slo_ms is not None and st.within_slo(slo_ms)
             rows.append(
                 [
-                    f"`{name}`",
+                    _name(name, peers),
                     _n(st.key),
                     _n(st.rps),
                     _us(lat.get("p50")),
@@ -271,14 +289,19 @@ def open_section(
         ],
         rows,
     )
-    if (plot_dir / "cpu_per_request.png").exists():
-        lines += ["![CPU per request](" + rel + "/cpu_per_request.png)", ""]
+    if (plot_dir / f"{prefix}cpu_per_request.png").exists():
+        lines += [f"![CPU per request]({rel}/{prefix}cpu_per_request.png)", ""]
 
     return lines
 
 
 def batch_section(
-    by: dict[str, list[dict[str, Any]]], cfg: dict[str, Any], plot_dir: Path, rel: str
+    by: dict[str, list[dict[str, Any]]],
+    cfg: dict[str, Any],
+    plot_dir: Path,
+    rel: str,
+    peers: Collection[str] = (),
+    prefix: str = "",
 ) -> list[str]:
     """The batch sweep: requests and rows per second per batch size."""
     lines: list[str] = []
@@ -288,7 +311,7 @@ def batch_section(
             lat = st.latency
             rows.append(
                 [
-                    f"`{name}`",
+                    _name(name, peers),
                     f"{st.key:g}",
                     _n(st.rps, ",.1f"),
                     _n(st.extra["rows_per_s"]),
@@ -316,12 +339,19 @@ def batch_section(
             ],
             rows,
         )
-        if (plot_dir / "batch_scaling.png").exists():
-            lines += ["![Batch scaling](" + rel + "/batch_scaling.png)", ""]
+        if (plot_dir / f"{prefix}batch_scaling.png").exists():
+            lines += [f"![Batch scaling]({rel}/{prefix}batch_scaling.png)", ""]
     return lines
 
 
-def sequential_section(seq: dict[str, Any], plot_dir: Path, rel: str, title: str) -> list[str]:
+def sequential_section(
+    seq: dict[str, Any],
+    plot_dir: Path,
+    rel: str,
+    title: str,
+    peers: Collection[str] = (),
+    prefix: str = "",
+) -> list[str]:
     rows_data = seq_summary.sequential_rows(seq)
     if not rows_data:
         return []
@@ -340,7 +370,7 @@ def sequential_section(seq: dict[str, Any], plot_dir: Path, rel: str, title: str
     for r in rows_data:
         rows.append(
             [
-                f"`{r.stack}`",
+                _name(r.stack, peers),
                 _n(r.mean_s, ".4f"),
                 _n(r.median_s, ".4f"),
                 _n(r.p50_us, ",.0f"),
@@ -369,8 +399,8 @@ def sequential_section(seq: dict[str, Any], plot_dir: Path, rel: str, title: str
         ],
         rows,
     )
-    if (plot_dir / "sequential.png").exists() and not seq.get("keep_awake"):
-        lines += ["![Sequential](" + rel + "/sequential.png)", ""]
+    if (plot_dir / f"{prefix}sequential.png").exists() and not seq.get("keep_awake"):
+        lines += [f"![Sequential]({rel}/{prefix}sequential.png)", ""]
     return lines
 
 
@@ -424,5 +454,132 @@ def write(results: dict[str, Any], out_md: Path) -> list[Path]:
         lines += sequential_section(awake, plot_dir, "plots", "Sequential, CPUs kept awake")
     if load:
         lines += load_sections(load, plot_dir, "plots")
+    if results.get("v2_comparison"):
+        lines += v2_sections(results, plot_dir, "plots")
     out_md.write_text("\n".join(lines).rstrip() + "\n")
     return [out_md, *written]
+
+
+FAST = ("asgi-msgspec", "fiber")  # the fast stacks the goals are stated for (issue 11)
+GOALS = (  # (peer, what, times): a fast stack's closed-loop peak over the peer's
+    ("mlserver-tuned", "closed-loop peak req/s", 10.0),
+    ("kserve", "closed-loop peak req/s", 5.0),
+    ("bentoml", "closed-loop peak req/s", 5.0),
+)
+
+
+def _peer_names(cmp: dict[str, Any]) -> list[str]:
+    return [n for n, s in cmp.get("stacks", {}).items() if s.get("peer")]
+
+
+def _seq_p50(seq: dict[str, Any] | None) -> dict[str, float]:
+    if not seq:
+        return {}
+    return {r.stack: r.p50_us for r in seq_summary.sequential_rows(seq) if r.p50_us is not None}
+
+
+def comparison_tables(doc: dict[str, Any]) -> list[str]:
+    """The V2 comparison as ``bench`` prints it: who was compared and how, the contract's p50
+    next to V2's for our stacks, the peers beside our stacks, and the goals' ratios."""
+    cmp = doc.get("v2_comparison") or {}
+    peers = _peer_names(cmp)
+    fair = cmp.get("fairness", {})
+    rows = []
+    for name, rec in cmp.get("stacks", {}).items():
+        peer = rec.get("peer") or {}
+        parity = _parity_label(rec)
+        if not rec.get("parity", {}).get("ok") and rec.get("parity", {}).get("errors"):
+            parity += ": " + rec["parity"]["errors"][0][:120].replace("|", "/")
+        rows.append(
+            [
+                _name(name, peers),
+                peer.get("description", "ours"),
+                rec.get("protocol", peer.get("protocol", "v2")),
+                parity,
+                fair.get("on", {}).get(name, peer.get("on", "?")),
+            ]
+        )
+    lines = [
+        f"Every server on CPUs {fair.get('server_cpus')} with {fair.get('predictor_threads')} "
+        f"predictor thread(s); {fair.get('placement', '')}.",
+        "",
+        *_table(["stack", "what", "protocol", "parity with LightGBM", "also on"], rows),
+    ]
+    contract, over_v2 = _seq_p50(doc.get("sequential")), _seq_p50(cmp.get("sequential"))
+    both = [n for n in over_v2 if n in contract]
+    if both:
+        lines += _table(
+            ["stack", "contract p50 µs", "V2 p50 µs", "V2 − contract µs"],
+            [[f"`{n}`", _n(contract[n]), _n(over_v2[n]), _n(over_v2[n] - contract[n], "+,.0f")]
+             for n in both],
+        )  # fmt: skip
+        lines += [
+            "Single-row sequential p50 over the contract (the run's own sequential phase) and "
+            "over V2 (the comparison's), same client, same placement, same run; the two phases "
+            "ran minutes apart, so part of the difference is the machine's drift.",
+            "",
+        ]
+    if cmp.get("sequential"):
+        lines += _seq_lines(cmp["sequential"], peers)
+    if cmp.get("load"):
+        lines += throughput_table(dict(cmp["load"]), peers=peers)
+    lines += goal_lines(cmp)
+    if cmp.get("problems"):
+        lines += ["Problems in the comparison:", "", *[f"- {p}" for p in cmp["problems"]], ""]
+    return lines
+
+
+def _seq_lines(seq: dict[str, Any], peers: Collection[str]) -> list[str]:
+    rows = [
+        [_name(r.stack, peers), _n(r.p50_us), _n(r.p90_us), _n(r.p99_us), _ratio(r.ratio)]
+        for r in seq_summary.sequential_rows(seq)
+    ]
+    return _table(["stack", "p50 µs", "p90 µs", "p99 µs", "p50 × control [95% CI]"], rows)
+
+
+def goal_lines(cmp: dict[str, Any]) -> list[str]:
+    """Issue 11's goals, as measured: each fast stack's closed-loop peak over each peer's, and
+    its sequential p50 against MLServer's (goal: at most 1/5)."""
+    load = cmp.get("load")
+    peak = {s.name: s.peak_rps for s in analysis.summarise(dict(load))} if load else {}
+    p50 = _seq_p50(cmp.get("sequential"))
+    rows = []
+    for fast in FAST:
+        for peer, what, times in GOALS:
+            a, b = peak.get(fast), peak.get(peer)
+            if a and b:
+                ratio = a / b
+                met = "met" if ratio >= times else "**missed**"
+                rows.append(
+                    [f"`{fast}`", f"{what} × `{peer}`", f"≥ {times:g}", f"{ratio:.1f}", met]
+                )
+        for peer in ("mlserver", "mlserver-tuned"):
+            a, b = p50.get(fast), p50.get(peer)
+            if a and b:
+                met = "met" if a <= b / 5 else "**missed**"
+                rows.append([f"`{fast}`", f"sequential p50 ÷ `{peer}`'s", "≤ 0.2", f"{a / b:.3f}",
+                             met])  # fmt: skip
+    if not rows:
+        return []
+    return [
+        "Goals (issue 11), from this run's medians:",
+        "",
+        *_table(["stack", "measure", "goal", "measured", ""], rows),
+    ]
+
+
+def v2_sections(results: dict[str, Any], plot_dir: Path, rel: str) -> list[str]:
+    """The report's part for the V2 comparison: the tables above, then the same sequential and
+    load sections as the run's own, peers marked, with their own plots (``v2_*.png``)."""
+    cmp = results["v2_comparison"]
+    peers = _peer_names(cmp)
+    lines = ["## Over V2: our stacks and the peers", "", *comparison_tables(results)]
+    if cmp.get("sequential"):
+        lines += sequential_section(
+            dict(cmp["sequential"]), plot_dir, rel, "Over V2: sequential protocol", peers, "v2_"
+        )
+    if cmp.get("load"):
+        lines += load_sections(
+            dict(cmp["load"]), plot_dir, rel, "Over V2: under load", peers, "v2_"
+        )
+    return lines

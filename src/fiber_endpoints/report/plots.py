@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import matplotlib
 
-matplotlib.use("Agg")
+# Files only (Agg), except in a Jupyter kernel, whose inline backend shows returned figures.
+if "inline" not in os.environ.get("MPLBACKEND", ""):
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
@@ -44,14 +47,16 @@ def _legend(ax: Axes, **kwargs: Any) -> None:
 
 
 def _finish(fig: Figure) -> Figure:
+    """Lay out and detach from pyplot: the caller owns the figure (saves it, or a notebook
+    shows the returned object once, not again as an open pyplot figure)."""
     fig.tight_layout()
+    plt.close(fig)
     return fig
 
 
 def save(fig: Figure, path: Path) -> Path:
-    """Write a figure as PNG and free it (the report's figures are many and large)."""
+    """Write a figure as PNG."""
     fig.savefig(path, dpi=DPI)
-    plt.close(fig)
     return path
 
 
@@ -282,9 +287,10 @@ FIGURES: dict[str, tuple[str, Callable[[dict[str, Any]], Figure | None]]] = {
 def figures(doc: dict[str, Any]) -> dict[str, Figure]:
     """Every figure a results document has data for, by file name (for notebooks: not saved)."""
     out = {}
-    for name, (part, draw) in FIGURES.items():
-        data = doc.get(part)
-        fig = draw(data) if data else None
-        if fig is not None:
-            out[name] = fig
+    for prefix, part_of in (("", doc), ("v2_", doc.get("v2_comparison") or {})):
+        for name, (part, draw) in FIGURES.items():
+            data = part_of.get(part)
+            fig = draw(data) if data else None
+            if fig is not None:
+                out[prefix + name] = fig
     return out
