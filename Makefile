@@ -13,7 +13,7 @@ GO_SRC := $(wildcard fiber/*.go) fiber/go.mod fiber/go.sum
 BENCH_ARGS ?=
 TRACE_ARGS ?=
 
-.PHONY: help setup lock bench test lint test-unit test-contract test-slow go-test fixtures clean jaeger load-tools trace report
+.PHONY: help setup lock bench test lint test-unit test-contract test-slow go-test fixtures clean jaeger load-tools peers trace report
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -45,7 +45,12 @@ jaeger: ## a real Jaeger (Go module proxy build, cached in ~/.cache/fiber-endpoi
 load-tools: ## wrk (Debian), vegeta (Go module proxy), the generators' trivial ceiling server
 	bash scripts/install-load-tools.sh
 
-setup: $(STAMP) $(GO_BIN) load-tools ## venv + deps, Go build, load tools (Jaeger: make jaeger)
+# Each peer in its own virtualenv, from peers/<name>/requirements.txt (pinned with hashes), cached
+# in ~/.cache/fiber-endpoints/peers; ~1.5 min cold, a check when cached (docs/peers.md).
+peers: $(UV_BIN) ## the peer model servers bench measures: MLServer, a KServe SDK server, BentoML
+	UV=$(UV_BIN) bash scripts/install-peers.sh
+
+setup: $(STAMP) $(GO_BIN) load-tools peers ## venv + deps, Go build, load tools, peers (Jaeger: make jaeger)
 
 bench: setup ## parity, then the benchmark on every stack; prints the tables
 	$(CLI) bench $(BENCH_ARGS)
