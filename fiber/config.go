@@ -48,6 +48,23 @@ type Config struct {
 	// ShutdownTimeout bounds the graceful stop on SIGTERM/SIGINT. Default: 10s.
 	ShutdownTimeout time.Duration
 
+	// ReadTimeout bounds how long one request, head and body, may take to arrive; past it
+	// fasthttp closes the connection (docs/contract.md, "Limits"; the Python stacks' value is
+	// limits.READ_TIMEOUT_S). Default: 10s.
+	ReadTimeout time.Duration
+
+	// IdleTimeout closes a keep-alive connection that sends nothing for this long. Default: 5s.
+	IdleTimeout time.Duration
+
+	// MaxHeaderBytes bounds the request line and headers (fasthttp's ReadBufferSize); past it
+	// the answer is 431 and the connection is closed. Default: 16384.
+	MaxHeaderBytes int
+
+	// MaxConnections bounds the open connections (fasthttp's Concurrency); a new one past it
+	// gets 503 and is closed. One HTTP/1.1 connection has at most one request in work, so this
+	// also bounds the queue (docs/contract.md, "Overload"). Default: 4096.
+	MaxConnections int
+
 	// TracerProvider traces /inference* requests when set. Default: nil, no tracing at all
 	// (main sets it only when an OTLP endpoint is configured, see tracing.go).
 	TracerProvider trace.TracerProvider
@@ -69,6 +86,10 @@ var ConfigDefault = Config{
 	ReadLimit:       4 << 20,
 	MaxBatchRows:    contractMaxBatchRows,
 	ShutdownTimeout: 10 * time.Second,
+	ReadTimeout:     10 * time.Second,
+	IdleTimeout:     5 * time.Second,
+	MaxHeaderBytes:  16 << 10,
+	MaxConnections:  4096,
 }
 
 // configDefault fills the unset fields of cfg from ConfigDefault.
@@ -108,6 +129,18 @@ func configDefault(config ...Config) Config {
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = ConfigDefault.ShutdownTimeout
+	}
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = ConfigDefault.ReadTimeout
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = ConfigDefault.IdleTimeout
+	}
+	if cfg.MaxHeaderBytes <= 0 {
+		cfg.MaxHeaderBytes = ConfigDefault.MaxHeaderBytes
+	}
+	if cfg.MaxConnections <= 0 {
+		cfg.MaxConnections = ConfigDefault.MaxConnections
 	}
 	return cfg
 }

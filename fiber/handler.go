@@ -92,6 +92,11 @@ func NewApp(pred *Predictor, config ...Config) *fiber.App {
 		// Paths are exact, as in the Python stacks: /inference/ and /INFERENCE are 404s.
 		StrictRouting: true,
 		CaseSensitive: true,
+		// Connection limits (config.go; docs/contract.md, "Limits").
+		ReadTimeout:    cfg.ReadTimeout,
+		IdleTimeout:    cfg.IdleTimeout,
+		ReadBufferSize: cfg.MaxHeaderBytes,
+		Concurrency:    cfg.MaxConnections + 64, // a backstop: listener.go refuses first
 	})
 	// Fiber runs a route's handlers in order: the span middleware goes first.
 	inference, batch := []any{s.inference}, []any{s.batch}
@@ -280,6 +285,12 @@ func (s *server) errorHandler(c fiber.Ctx, err error) error {
 				ce := rerr.(*contractError)
 				status, message = ce.Status, ce.Message
 			}
+			break
+		}
+		if fe.Code == fiber.StatusRequestEntityTooLarge && len(c.Request().Header.RawHeaders()) == 0 {
+			// A chunked body past ReadLimit: fasthttp has reset the request (path and method are
+			// gone), so there is nothing to route; the answer is the body limit's.
+			status, message = fe.Code, s.bodyTooLarge().Message
 			break
 		}
 		if fe.Code == fiber.StatusRequestEntityTooLarge {

@@ -85,9 +85,16 @@ func run(args []string) error {
 	app := NewApp(pred, cfg)
 
 	addr := net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", addr, err)
+	}
 	served := make(chan error, 1)
 	go func() {
-		served <- app.Listen(addr, fiber.ListenConfig{DisableStartupMessage: true})
+		// listener.go: the connection limit, and a 413 sent while the client is still sending
+		// reaches the client.
+		limited := newLimitListener(ln, cfg.MaxConnections)
+		served <- app.Listener(limited, fiber.ListenConfig{DisableStartupMessage: true})
 	}()
 	log.Printf("fiber-endpoint: serving %s (%d features, %d classes) on http://%s, tracing=%t",
 		cfg.ModelPath, pred.NumFeatures(), pred.NumClass(), addr, tp != nil)

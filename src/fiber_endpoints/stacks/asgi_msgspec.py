@@ -35,10 +35,11 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from fiber_endpoints import contract, cpus, tracing, v2
+from fiber_endpoints import contract, cpus, limits, tracing, v2
 from fiber_endpoints.contract import ContractError
 from fiber_endpoints.model import MODEL_ENV
 from fiber_endpoints.stacks import ServeOptions, exit_zero_on_stop_signal
+from fiber_endpoints.stacks.guarded_protocol import guarded
 from fiber_endpoints.stacks.lgbm_capi import CapiPredictor
 from fiber_endpoints.stacks.msgspec_handler import JSON, Handler, Predictor, Reply
 from fiber_endpoints.stacks.msgspec_v2 import V2Handler
@@ -424,7 +425,11 @@ def serve(opts: ServeOptions) -> None:
         port=opts.port,
         workers=opts.workers,
         loop="uvloop",
-        http=FastPathProtocol if fast_path_enabled() else "httptools",
+        # The limits (limits.py) in our own protocol subclass: uvicorn has no option for most.
+        http=guarded(FastPathProtocol if fast_path_enabled() else HttpToolsProtocol),
+        timeout_keep_alive=int(limits.IDLE_TIMEOUT_S),
+        timeout_graceful_shutdown=int(limits.SHUTDOWN_TIMEOUT_S),
+        backlog=limits.BACKLOG,
         # The app never reads the client address or scheme; and the fast path needs the App
         # itself, not uvicorn's X-Forwarded-* middleware around it.
         proxy_headers=False,

@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fiber_endpoints import contract, cpus, tracing, v2
+from fiber_endpoints import contract, cpus, limits, tracing, v2
 from fiber_endpoints.contract import ContractError
 from fiber_endpoints.model import MODEL_ENV
 from fiber_endpoints.stacks import ServeOptions, exit_zero_on_stop_signal
@@ -360,4 +360,10 @@ def serve(opts: ServeOptions) -> None:
         host=opts.host,
         port=opts.port,
         workers=opts.workers,
+        # uvicorn's own options for the limits (limits.py); it has none for a request read
+        # timeout or a header size limit with httptools: a proxy in front must bound those.
+        timeout_keep_alive=int(limits.IDLE_TIMEOUT_S),
+        timeout_graceful_shutdown=int(limits.SHUTDOWN_TIMEOUT_S),
+        limit_concurrency=limits.MAX_CONNECTIONS,
+        backlog=limits.BACKLOG,
     )
