@@ -68,6 +68,10 @@ type Config struct {
 	// TracerProvider traces /inference* requests when set. Default: nil, no tracing at all
 	// (main sets it only when an OTLP endpoint is configured, see tracing.go).
 	TracerProvider trace.TracerProvider
+
+	// Metrics serves GET /metrics and records every request when set (metrics.go). Default:
+	// nil, no metrics (main sets it unless FIBER_ENDPOINTS_METRICS=0).
+	Metrics *Metrics
 }
 
 // Contract limits (docs/contract.md).

@@ -56,12 +56,13 @@ func batchTooLarge(rows, max int) *contractError {
 // server holds what the handlers share. Per-request buffers come from a pool, so the hot path
 // of a single-row request allocates almost nothing.
 type server struct {
-	cfg    Config
-	pred   *Predictor
-	tracer trace.Tracer      // nil when tracing is off
-	health []byte            // the /health body, built once
-	v2Get  map[v2Kind][]byte // the V2 GET routes' bodies, built once
-	pool   sync.Pool         // *scratch
+	cfg     Config
+	pred    *Predictor
+	tracer  trace.Tracer      // nil when tracing is off
+	metrics *Metrics          // nil when metrics are off
+	health  []byte            // the /health body, built once
+	v2Get   map[v2Kind][]byte // the V2 GET routes' bodies, built once
+	pool    sync.Pool         // *scratch
 }
 
 type scratch struct {
@@ -98,6 +99,12 @@ func NewApp(pred *Predictor, config ...Config) *fiber.App {
 		ReadBufferSize: cfg.MaxHeaderBytes,
 		Concurrency:    cfg.MaxConnections + 64, // a backstop: listener.go refuses first
 	})
+	// Metrics first: every request, the scrape excepted, timed around everything else.
+	if cfg.Metrics != nil {
+		s.metrics = cfg.Metrics
+		app.Use(cfg.Metrics.middleware(s.errorHandler))
+		app.Get(metricsPath, cfg.Metrics.handler)
+	}
 	// Fiber runs a route's handlers in order: the span middleware goes first.
 	inference, batch := []any{s.inference}, []any{s.batch}
 	if cfg.TracerProvider != nil {
@@ -188,6 +195,9 @@ func (s *server) predict(c fiber.Ctx, batch bool) error {
 	}
 	if !finite(out) {
 		return errNotFinite
+	}
+	if s.metrics != nil {
+		s.metrics.observeInference(c.Path(), inferDur.Seconds())
 	}
 
 	buf := sc.buf[:0]

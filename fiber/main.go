@@ -82,6 +82,11 @@ func run(args []string) error {
 	if tp != nil {
 		cfg.TracerProvider = tp
 	}
+	if metricsEnabled() {
+		if cfg.Metrics, err = NewMetrics(cfg.StackName, cfg.ModelName, cfg.ModelPath); err != nil {
+			return err
+		}
+	}
 	app := NewApp(pred, cfg)
 
 	addr := net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port))

@@ -343,6 +343,9 @@ func (s *server) v2Infer(c fiber.Ctx) error {
 	if !finite(out) {
 		return errNotFinite
 	}
+	if s.metrics != nil {
+		s.metrics.observeInference(c.Path(), inferDur.Seconds())
+	}
 	buf := appendV2Response(sc.buf[:0], s.cfg.ModelName, req, k, out)
 	if req.binary {
 		c.Set(fiber.HeaderContentType, v2BinaryContentType)

@@ -27,15 +27,17 @@ predictor call a ``model-inference`` child span.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
+from time import perf_counter
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from fiber_endpoints import contract, cpus, limits, tracing, v2
+from fiber_endpoints import contract, cpus, limits, metrics, tracing, v2
 from fiber_endpoints.contract import ContractError
 from fiber_endpoints.model import MODEL_ENV
 from fiber_endpoints.stacks import ServeOptions, exit_zero_on_stop_signal
@@ -58,6 +60,7 @@ Send = Callable[[Message], Awaitable[None]]
 _TOO_LARGE = Handler.error(contract.body_too_large())
 _WRONG_TYPE = Handler.error(contract.wrong_content_type())
 _HEADER_LENGTH = v2.HEADER_LENGTH.encode()
+_INFERENCE_KEY = "fiber_endpoints.inference_s"  # the predictor's time, in the ASGI scope
 # A V2 inference route takes the body and its Inference-Header-Content-Length (or None).
 V2Route = Callable[[bytes, bytes | None], Reply]
 
@@ -100,11 +103,19 @@ async def _read_body(receive: Receive) -> bytes | None:
 
 
 class App:
-    """The ASGI application: routing and the contract's checks before the handler."""
+    """The ASGI application: routing and the contract's checks before the handler; ``GET
+    /metrics`` and every other request's duration when ``recorder`` is set (``metrics.py``)."""
 
-    def __init__(self, handler: Handler, tracer: Any = None, v2_handler: V2Handler | None = None):
+    def __init__(
+        self,
+        handler: Handler,
+        tracer: Any = None,
+        v2_handler: V2Handler | None = None,
+        recorder: metrics.Recorder | None = None,
+    ):
         self.handler = handler
         self.tracer = tracer
+        self.recorder = recorder
         self._routes: dict[str, Callable[[bytes], Reply]] = {
             contract.INFERENCE_PATH: handler.single,
             contract.BATCH_PATH: handler.batch,
@@ -129,6 +140,39 @@ class App:
             if scope["type"] == "lifespan":
                 await self._lifespan(receive, send)
             return
+        recorder = self.recorder
+        if recorder is None:
+            await self._http(scope, receive, send)
+            return
+        method, path = scope["method"], scope["path"]
+        if path == metrics.METRICS_PATH:  # neither traced nor counted
+            if method == "GET":
+                reply = Reply(200, recorder.exposition(), content_type=metrics.CONTENT_TYPE)
+            else:
+                error = Handler.error(contract.method_not_allowed(method, path))
+                reply = Reply(error.status, error.body, allow=b"GET")
+            await _send(send, reply)
+            return
+        started = perf_counter()
+        status = 500
+        recorder.active += 1
+
+        async def sent(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self._http(scope, receive, sent)
+        finally:
+            recorder.active -= 1
+            elapsed = perf_counter() - started
+            inference_s = scope.get(_INFERENCE_KEY)
+            label = metrics.method_label(method)
+            recorder.request(label, recorder.route(path), status, elapsed, inference_s)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         method, path = scope["method"], scope["path"]
         if v2.is_v2_path(path):
             await self._v2(method, path, scope, receive, send)
@@ -164,6 +208,7 @@ class App:
             body = await _read_body(receive)
             # None: too large, or the client went away (and this send is then dropped).
             reply = _TOO_LARGE if body is None else route(body)
+        scope[_INFERENCE_KEY] = reply.inference_s
         await _send(send, reply)
         return reply.status
 
@@ -201,6 +246,7 @@ class App:
         else:
             body = await _read_body(receive)
             reply = _TOO_LARGE if body is None else self.v2.infer(body, header)
+        scope[_INFERENCE_KEY] = reply.inference_s
         await _send(send, reply)
         return reply.status
 
@@ -208,8 +254,12 @@ class App:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                if self.recorder is not None:
+                    self.recorder.start(asyncio.get_running_loop())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self.recorder is not None:
+                    self.recorder.stop()
                 tracing.shutdown()  # flush spans on graceful stop
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -244,6 +294,14 @@ class FastPathProtocol(HttpToolsProtocol):
         plain = isinstance(app, App) and not self.root_path and self.limit_concurrency is None
         self._fast_routes = app.fast_routes() if plain else {}
         self._fast_v2_routes = app.fast_v2_routes() if plain else {}
+        recorder: metrics.Recorder | None = app.recorder if plain else None
+        self._recorder = recorder
+        self._fast_labels = {
+            url: recorder.route(url.decode("latin-1"))
+            for url in (*self._fast_routes, *self._fast_v2_routes)
+            if recorder is not None
+        }
+        self._fast_started = 0.0
         self._fast_route: Callable[[bytes], Reply] | None = None
         self._fast_v2_route: V2Route | None = None
         self._fast_header: bytes | None = None  # V2's Inference-Header-Content-Length
@@ -254,12 +312,14 @@ class FastPathProtocol(HttpToolsProtocol):
         route = self._fast_routes.get(self.url)
         if route is not None and self._plain_request():
             self._fast_route, self._fast_body = route, []
+            self._fast_started = perf_counter()
             return
         v2_route = self._fast_v2_routes.get(self.url)
         if v2_route is not None and self._plain_request(v2=True):
             # Through the same code as a contract request: a V2 route wrapped to take the body.
             header = self._fast_header
             self._fast_route, self._fast_body = lambda body: v2_route(body, header), []
+            self._fast_started = perf_counter()
             return
         self._fast_route = None
         super().on_headers_complete()
@@ -333,6 +393,11 @@ class FastPathProtocol(HttpToolsProtocol):
         if not keep_alive:
             self.transport.close()
         self.on_response_complete()
+        recorder = self._recorder
+        if recorder is not None:
+            elapsed = perf_counter() - self._fast_started
+            label = self._fast_labels[self.url]
+            recorder.request("POST", label, reply.status, elapsed, reply.inference_s)
 
     def _write_500(self) -> None:
         body = b"Internal Server Error"
@@ -401,7 +466,11 @@ def create_app(
     predictor = load_predictor(path, threads=max(1, cpus.usable_cpus() // workers))
     tracer = tracing.setup(STACK_NAME)
     handler = Handler(predictor, STACK_NAME, tracer)
-    return App(handler, tracer, V2Handler(handler, STACK_NAME, v2.check_model_name(name)))
+    name = v2.check_model_name(name)
+    recorder = None
+    if metrics.enabled():
+        recorder = metrics.Recorder(STACK_NAME, predictor.name, name, path)
+    return App(handler, tracer, V2Handler(handler, STACK_NAME, name), recorder)
 
 
 def serve(opts: ServeOptions) -> None:
@@ -410,6 +479,8 @@ def serve(opts: ServeOptions) -> None:
     os.environ[MODEL_ENV] = str(opts.model)
     os.environ[WORKERS_ENV] = str(opts.workers)
     os.environ[v2.MODEL_NAME_ENV] = opts.model_name
+    if metrics.enabled():  # every worker writes its metrics there; any worker answers a scrape
+        metrics.prepare_multiprocess_dir()
     if os.environ.get(PREDICTOR_ENV, "lleaves") == "lleaves":
         try:  # compile once here (20-60 s the first time), so every worker loads the cache
             from fiber_endpoints.stacks.lleaves_predictor import ensure_compiled

@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fiber_endpoints import contract, cpus, limits, tracing, v2
+from fiber_endpoints import contract, cpus, limits, metrics, tracing, v2
 from fiber_endpoints.contract import ContractError
 from fiber_endpoints.model import MODEL_ENV
 from fiber_endpoints.stacks import ServeOptions, exit_zero_on_stop_signal
@@ -300,6 +300,7 @@ def create_app(model_path: Path | None = None, model_name: str | None = None) ->
             exclude_spans=["receive", "send"],
         )
     app.state.model_name = name
+    app.state.model_path = path
     return app
 
 
@@ -343,9 +344,21 @@ def add_v2_routes(app: FastAPI, model: Model, model_name: str, tracer: Any) -> N
 
 
 def asgi_app() -> ASGIApp:
-    """uvicorn's factory: the app with the contract middleware around it."""
+    """uvicorn's factory: the app with the contract middleware around it, and the metrics
+    middleware (``metrics.py``) outside both unless ``FIBER_ENDPOINTS_METRICS=0``."""
     app = create_app()
-    return ContractMiddleware(app, app.state.model_name)
+    outer: ASGIApp = ContractMiddleware(app, app.state.model_name)
+    if not metrics.enabled():
+        return outer
+    name = app.state.model_name
+    recorder = metrics.Recorder(STACK_NAME, "lightgbm-booster", name, app.state.model_path)
+
+    def inference_s() -> float | None:
+        value = inference_seconds.get()
+        inference_seconds.set(0.0)  # the next request on this context starts from none
+        return value or None
+
+    return metrics.ASGIMiddleware(outer, recorder, inference_s)
 
 
 def serve(opts: ServeOptions) -> None:
@@ -353,6 +366,8 @@ def serve(opts: ServeOptions) -> None:
 
     os.environ[MODEL_ENV] = str(opts.model)
     os.environ[v2.MODEL_NAME_ENV] = opts.model_name
+    if metrics.enabled():  # every worker writes its metrics there; any worker answers a scrape
+        metrics.prepare_multiprocess_dir()
     exit_zero_on_stop_signal()
     uvicorn.run(
         "fiber_endpoints.stacks.fastapi_control:asgi_app",

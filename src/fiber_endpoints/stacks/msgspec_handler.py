@@ -55,7 +55,8 @@ class Predictor(Protocol):
 @dataclass(frozen=True, slots=True)
 class Reply:
     """What the server writes: status, body, ``Server-Timing`` when the handler ran, and for a V2
-    response with binary data its ``Inference-Header-Content-Length`` and content type."""
+    response with binary data its ``Inference-Header-Content-Length`` and content type; the
+    predictor's own time when it ran (for the metrics, not written)."""
 
     status: int
     body: bytes
@@ -63,6 +64,7 @@ class Reply:
     allow: bytes | None = None
     header_length: bytes | None = None
     content_type: bytes = JSON
+    inference_s: float | None = None
 
 
 def _check_value(field: str, value: Any) -> ContractError | None:
@@ -224,7 +226,8 @@ class Handler:
             return self.error(contract.non_finite_output())
         out = b'{"prediction":' + self._encode(prediction) + b"}"
         inference_s = t1 - t0 if self._tracer is None else self._traced_s
-        return Reply(200, out, _timing(inference_s, perf_counter() - started))
+        timing = _timing(inference_s, perf_counter() - started)
+        return Reply(200, out, timing, inference_s=inference_s)
 
     def batch(self, body: bytes) -> Reply:
         started = perf_counter()
@@ -244,7 +247,8 @@ class Handler:
             return self.error(contract.non_finite_output())
         out = b'{"predictions":' + self._encode(predictions) + b"}"
         inference_s = t1 - t0 if self._tracer is None else self._traced_s
-        return Reply(200, out, _timing(inference_s, perf_counter() - started))
+        timing = _timing(inference_s, perf_counter() - started)
+        return Reply(200, out, timing, inference_s=inference_s)
 
     def _invalid(self, err: ContractError, started: float) -> Reply:
         timing = _timing(0.0, perf_counter() - started) if err.status == 422 else None

@@ -154,6 +154,7 @@ class V2Handler:
             timing = _timing(inference_s, perf_counter() - started)
             body = head + v2.binary_data(flat)
             return Reply(200, body, timing, header_length=str(len(head)).encode(),
-                         content_type=_BINARY)  # fmt: skip
+                         content_type=_BINARY, inference_s=inference_s)  # fmt: skip
         body = head + b'"data":' + self._encode(flat) + b"}]}"
-        return Reply(200, body, _timing(inference_s, perf_counter() - started))
+        timing = _timing(inference_s, perf_counter() - started)
+        return Reply(200, body, timing, inference_s=inference_s)
