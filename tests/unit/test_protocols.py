@@ -48,3 +48,15 @@ def test_v2_predictions_follow_the_output_shape() -> None:
 def test_an_unknown_protocol_is_refused() -> None:
     with pytest.raises(ValueError, match="contract, v2"):
         protocols.get("grpc")
+
+
+def test_bentoml_sends_rows_as_data_and_reads_the_json_array_back() -> None:
+    proto = protocols.get("bentoml")
+    assert proto.path(False) == proto.path(True) == "/predict"
+    assert proto.health_path == "/readyz"
+    assert json.loads(proto.body(ROWS, batch=True)) == {
+        "data": [[1.5, None, 3.0], [0.1 + 0.2, -2.0, 0.0]]
+    }
+    assert json.loads(proto.body(ROWS, batch=False)) == {"data": [[1.5, None, 3.0]]}
+    assert proto.predictions([0.25, 1], True) == [0.25, 1.0]
+    assert proto.predictions([[0.1, 0.9]], False) == [[0.1, 0.9]]
