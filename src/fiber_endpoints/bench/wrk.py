@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import math
 import os
+import select
 import signal
 import subprocess
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,14 +163,20 @@ def parse_result(text: str, connections: int, client_cpu_s: float) -> WrkResult:
     )
 
 
+STARTED = b"Running "  # wrk's first line, printed once its SIGINT handler is in place
+
+
 def _run(
     cmd: list[str], env: dict[str, str], cpus: Sequence[int] | None, seconds: float, timeout: float
 ) -> str:
     """Run wrk for ``seconds`` (wrk takes whole seconds only: it is given more, then stopped by
-    SIGINT, on which it prints its results and runs ``done()`` as at the end of ``-d``)."""
-    pin = set(cpus) if cpus else None
+    SIGINT, on which it prints its results and runs ``done()`` as at the end of ``-d``).
 
-    full = [*cmd[:3], f"-d{math.ceil(seconds) + 2}s", *cmd[3:]]
+    The clock starts when wrk says it is running (line-buffered through ``stdbuf``): a SIGINT
+    that came before its handler was set (a short warm-up on a loaded machine) killed it with
+    no results."""
+    pin = set(cpus) if cpus else None
+    full = ["stdbuf", "-oL", *cmd[:3], f"-d{math.ceil(seconds) + 2}s", *cmd[3:]]
     proc = subprocess.Popen(
         full,
         env=env,
@@ -177,19 +185,31 @@ def _run(
         stdin=subprocess.DEVNULL,
         preexec_fn=pin_on_exec(pin),
     )
+    assert proc.stdout is not None
+    head = b""
+    deadline = time.monotonic() + timeout
     try:
-        try:
-            out, _ = proc.communicate(timeout=seconds)
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGINT)
-            out, _ = proc.communicate(timeout=timeout)
+        while STARTED not in head and time.monotonic() < deadline:
+            ready, _, _ = select.select([proc.stdout], [], [], 0.1)
+            if ready:
+                line = proc.stdout.readline()
+                if not line:  # wrk exited before running: its output says why
+                    break
+                head += line
+        if STARTED in head:
+            try:
+                proc.wait(timeout=seconds)
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.communicate()
         raise
+    text = (head + out).decode(errors="replace")
     if proc.returncode != 0:
-        raise RuntimeError(f"wrk failed ({proc.returncode}): {out.decode(errors='replace')}")
-    return out.decode(errors="replace")
+        raise RuntimeError(f"wrk failed ({proc.returncode}): {text}")
+    return text
 
 
 def run(
