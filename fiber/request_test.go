@@ -59,7 +59,7 @@ func TestParseRequest(t *testing.T) {
 // FuzzParseRequest: the hand-written reader agrees with encoding/json on what is valid JSON,
 // and never panics.
 func FuzzParseRequest(f *testing.F) {
-	for _, s := range []string{`{"data":[1,null]}`, `{"data":[[1],[2]]}`, `[`, `{"a":"\u00e9"}`, `{"data":1e400}`, `{"x":{"y":[]}}`} {
+	for _, s := range []string{`{"data":[1,null]}`, `{"data":[[1],[2]]}`, `{"data":[1],"data":[2,3]}`, `{"d\u0061ta":[-0.0,1e-320,5e-324]}`, `[`, `{"a":"\u00e9"}`, `{"data":1e400}`, `{"x":{"y":[]}}`} {
 		f.Add([]byte(s), false)
 	}
 	f.Fuzz(func(t *testing.T, body []byte, batch bool) {
@@ -72,7 +72,74 @@ func FuzzParseRequest(f *testing.F) {
 		if json.Valid(body) == malformed {
 			t.Fatalf("json.Valid=%t but parser malformed=%t for %q", json.Valid(body), malformed, body)
 		}
+		if err != nil {
+			return
+		}
+		// Accepted: the values read must be encoding/json's, bit for bit (null as NaN), and the
+		// rows the same lengths.
+		vals, rowLens, ok := referenceRows(body, batch)
+		if !ok {
+			t.Fatalf("parser accepted %q but encoding/json cannot read its data", body)
+		}
+		if len(vals) != len(req.vals) || (batch && !equalInts(rowLens, req.rowLens)) {
+			t.Fatalf("%q: parser read %v (rows %v), encoding/json %v (rows %v)", body, req.vals, req.rowLens, vals, rowLens)
+		}
+		for i, v := range vals {
+			if math.Float64bits(v) != math.Float64bits(req.vals[i]) && !(math.IsNaN(v) && math.IsNaN(req.vals[i])) {
+				t.Fatalf("%q: value %d: parser %v, encoding/json %v", body, i, req.vals[i], v)
+			}
+		}
 	})
+}
+
+// referenceRows reads a body's "data" with encoding/json (the last of duplicate keys, as
+// encoding/json and Python's json keep): values row after row, NaN for null, and row lengths.
+func referenceRows(body []byte, batch bool) ([]float64, []int, bool) {
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(body, &top); err != nil {
+		return nil, nil, false
+	}
+	raw, found := top["data"]
+	if !found {
+		return nil, nil, false
+	}
+	var rows [][]*float64
+	if batch {
+		if err := json.Unmarshal(raw, &rows); err != nil {
+			return nil, nil, false
+		}
+	} else {
+		var row []*float64
+		if err := json.Unmarshal(raw, &row); err != nil {
+			return nil, nil, false
+		}
+		rows = [][]*float64{row}
+	}
+	var vals []float64
+	var lens []int
+	for _, row := range rows {
+		lens = append(lens, len(row))
+		for _, v := range row {
+			if v == nil {
+				vals = append(vals, math.NaN())
+			} else {
+				vals = append(vals, *v)
+			}
+		}
+	}
+	return vals, lens, true
+}
+
+func equalInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }
 
 var benchBody = []byte(`{"data": [0.4967141530112327, -0.13826430117118466, 0.6476885381006925, 1.5230298564080254, -0.23415337472333597, -0.23413695694918055, 1.5792128155073915, 0.7674347291529088, -0.4694743859349521, 0.5425600435859647, -0.46341769281246226, -0.46572975357025687, 0.24196227156603412, -1.913280244657798, -1.7249178325130328, -0.5622875292409727, -1.0128311203344238, 0.3142473325952739, -0.9080240755212109, null]}`)
