@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
 
 INFERENCE_SPAN = "model-inference"
+TRACER_NAME = "fiber_endpoints"
 ATTR_ROWS = "inference.rows"
 ATTR_FEATURES = "inference.features"
 
@@ -65,7 +66,12 @@ def setup(default_service_name: str) -> Tracer | None:
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         trace.set_tracer_provider(provider)
         _provider = provider
-    return _provider.get_tracer("fiber_endpoints")
+    return _provider.get_tracer(TRACER_NAME)
+
+
+def provider() -> TracerProvider | None:
+    """The provider ``setup`` installed, if any (``deferred_tracing`` builds spans with it)."""
+    return _provider
 
 
 def shutdown() -> None:

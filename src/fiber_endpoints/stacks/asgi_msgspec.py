@@ -9,7 +9,7 @@ Why this server and not another: ``docs/fast-python.md``.
 
 One shortcut inside uvicorn (:class:`FastPathProtocol`, its documented ``http=`` protocol class
 option): the plain case of the two inference routes (POST, HTTP/1.1, ``application/json``, a
-``Content-Length`` within the limit, nothing else in flight on the connection, tracing off) is
+``Content-Length`` within the limit, nothing else in flight on the connection) is
 answered by the same handler straight from uvicorn's httptools protocol, without the asyncio Task,
 Event, scope and messages of an ASGI cycle (~35 µs of the ~40 µs gap to Fiber's p50). So is a V2
 inference request to the served model (``/v2/models/{name}[/versions/1]/infer``, any content
@@ -22,7 +22,10 @@ LightGBM's C API on every start, or LightGBM's C API itself (``lgbm_capi.py``) w
 
 Tracing (``tracing.py``) is decided once at start: without a tracer the request path has no
 OpenTelemetry code at all; with one, each ``/inference*`` request gets a SERVER span and the
-predictor call a ``model-inference`` child span.
+predictor call a ``model-inference`` child span. On the fast path the sampling decision is made
+per request and a sampled request's times recorded; the spans are built by the SDK later, off
+the request (``deferred_tracing.py``). Metrics (``metrics.py``): ``GET /metrics``, and every
+request's duration recorded in place on both paths.
 """
 
 from __future__ import annotations
@@ -32,8 +35,8 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
-from time import perf_counter
-from typing import Any
+from time import perf_counter, time_ns
+from typing import TYPE_CHECKING, Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
@@ -45,6 +48,9 @@ from fiber_endpoints.stacks.guarded_protocol import guarded
 from fiber_endpoints.stacks.lgbm_capi import CapiPredictor
 from fiber_endpoints.stacks.msgspec_handler import JSON, Handler, Predictor, Reply
 from fiber_endpoints.stacks.msgspec_v2 import V2Handler
+
+if TYPE_CHECKING:
+    from fiber_endpoints.deferred_tracing import DeferredSpans, Trace
 
 STACK_NAME = "asgi-msgspec"
 WORKERS_ENV = "FIBER_ENDPOINTS_WORKERS"
@@ -112,6 +118,7 @@ class App:
         tracer: Any = None,
         v2_handler: V2Handler | None = None,
         recorder: metrics.Recorder | None = None,
+        deferred: DeferredSpans | None = None,
     ):
         self.handler = handler
         self.tracer = tracer
@@ -121,19 +128,34 @@ class App:
             contract.BATCH_PATH: handler.batch,
         }
         self.v2 = v2_handler or V2Handler(handler, STACK_NAME, v2.DEFAULT_MODEL_NAME)
+        # With tracing on, the fast path traces through ``deferred`` (deferred_tracing.py): an
+        # unsampled request is answered by a handler without spans, a sampled one by a handler
+        # that records the predictor call's times; the ASGI path keeps the SDK's spans.
+        self.deferred = deferred
+        self.record_handler: Handler | None = None
+        self._fast = self._record = handler, self.v2
+        if deferred is not None:
+            plain = Handler(handler.predictor, STACK_NAME)
+            self.record_handler = Handler(handler.predictor, STACK_NAME, record=True)
+            name = self.v2.model_name
+            self._fast = plain, V2Handler(plain, STACK_NAME, name)
+            self._record = self.record_handler, V2Handler(self.record_handler, STACK_NAME, name)
 
-    def fast_routes(self) -> dict[bytes, Callable[[bytes], Reply]]:
-        """Raw request target -> handler, for :class:`FastPathProtocol`; none with tracing on
-        (the server span lives on the ASGI path)."""
-        if self.tracer is not None:
+    def fast_routes(self, record: bool = False) -> dict[bytes, Callable[[bytes], Reply]]:
+        """Raw request target -> handler, for :class:`FastPathProtocol` (``record``: for the
+        sampled requests); none with tracing on but no deferred spans."""
+        if self.tracer is not None and self.deferred is None:
             return {}
-        return {path.encode(): route for path, route in self._routes.items()}
+        handler = (self._record if record else self._fast)[0]
+        return {contract.INFERENCE_PATH.encode(): handler.single,
+                contract.BATCH_PATH.encode(): handler.batch}  # fmt: skip
 
-    def fast_v2_routes(self) -> dict[bytes, V2Route]:
+    def fast_v2_routes(self, record: bool = False) -> dict[bytes, V2Route]:
         """The V2 inference paths of the served model, as :meth:`fast_routes`."""
-        if self.tracer is not None:
+        if self.tracer is not None and self.deferred is None:
             return {}
-        return {path.encode(): self.v2.infer for path in v2.infer_paths(self.v2.model_name)}
+        infer = (self._record if record else self._fast)[1].infer
+        return {path.encode(): infer for path in v2.infer_paths(self.v2.model_name)}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -256,10 +278,14 @@ class App:
             if message["type"] == "lifespan.startup":
                 if self.recorder is not None:
                     self.recorder.start(asyncio.get_running_loop())
+                if self.deferred is not None:
+                    self.deferred.start(asyncio.get_running_loop())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self.recorder is not None:
                     self.recorder.stop()
+                if self.deferred is not None:
+                    self.deferred.stop()  # every recorded span to the processor, then flushed
                 tracing.shutdown()  # flush spans on graceful stop
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -302,6 +328,15 @@ class FastPathProtocol(HttpToolsProtocol):
             if recorder is not None
         }
         self._fast_started = 0.0
+        # Tracing on the fast path (deferred_tracing.py): the sampled requests' routes.
+        self._spans: DeferredSpans | None = app.deferred if plain else None
+        self._record_routes = app.fast_routes(record=True) if self._spans else {}
+        self._record_v2_routes = app.fast_v2_routes(record=True) if self._spans else {}
+        self._record_handler = app.record_handler if self._spans else None
+        self._traceparent: bytes | None = None
+        self._tracestate: bytes | None = None
+        self._fast_trace: Trace | None = None
+        self._fast_start_ns = 0
         self._fast_route: Callable[[bytes], Reply] | None = None
         self._fast_v2_route: V2Route | None = None
         self._fast_header: bytes | None = None  # V2's Inference-Header-Content-Length
@@ -311,11 +346,15 @@ class FastPathProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         route = self._fast_routes.get(self.url)
         if route is not None and self._plain_request():
+            if self._spans is not None and self._sampled():
+                route = self._record_routes[self.url]
             self._fast_route, self._fast_body = route, []
             self._fast_started = perf_counter()
             return
         v2_route = self._fast_v2_routes.get(self.url)
         if v2_route is not None and self._plain_request(v2=True):
+            if self._spans is not None and self._sampled():
+                v2_route = self._record_v2_routes[self.url]
             # Through the same code as a contract request: a V2 route wrapped to take the body.
             header = self._fast_header
             self._fast_route, self._fast_body = lambda body: v2_route(body, header), []
@@ -323,6 +362,16 @@ class FastPathProtocol(HttpToolsProtocol):
             return
         self._fast_route = None
         super().on_headers_complete()
+
+    def _sampled(self) -> bool:
+        """Tracing on: the sampling decision, and for a sampled request its start."""
+        assert self._spans is not None and self._record_handler is not None
+        trace = self._fast_trace = self._spans.sample(self._traceparent, self._tracestate)
+        if trace is None:
+            return False
+        self._fast_start_ns = time_ns()
+        self._record_handler.inference_ns = None
+        return True
 
     def _plain_request(self, v2: bool = False) -> bool:
         parser = self.parser
@@ -335,7 +384,7 @@ class FastPathProtocol(HttpToolsProtocol):
             or self.flow.write_paused  # a client not reading: uvicorn's send waits for it
         ):
             return False
-        content_type = length = header = None
+        content_type = length = header = traceparent = tracestate = None
         for name, value in self.headers:
             if name == b"content-type":
                 content_type = value
@@ -345,7 +394,12 @@ class FastPathProtocol(HttpToolsProtocol):
                 return False
             elif name == _HEADER_LENGTH and header is None:
                 header = value
+            elif name == b"traceparent":
+                traceparent = value
+            elif name == b"tracestate":
+                tracestate = value
         self._fast_header = header
+        self._traceparent, self._tracestate = traceparent, tracestate
         return (
             (v2 or content_type == JSON)  # V2 takes any content type, as Triton does
             and length is not None
@@ -398,6 +452,12 @@ class FastPathProtocol(HttpToolsProtocol):
             elapsed = perf_counter() - self._fast_started
             label = self._fast_labels[self.url]
             recorder.request("POST", label, reply.status, elapsed, reply.inference_s)
+        trace = self._fast_trace
+        if trace is not None and self._spans is not None and self._record_handler is not None:
+            self._fast_trace = None
+            path = self.url.decode("latin-1")
+            inference = self._record_handler.inference_ns
+            self._spans.add(trace, "POST", path, self._fast_start_ns, reply.status, inference)
 
     def _write_500(self) -> None:
         body = b"Internal Server Error"
@@ -466,11 +526,16 @@ def create_app(
     predictor = load_predictor(path, threads=max(1, cpus.usable_cpus() // workers))
     tracer = tracing.setup(STACK_NAME)
     handler = Handler(predictor, STACK_NAME, tracer)
+    deferred = None
+    if tracer is not None and fast_path_enabled():
+        from fiber_endpoints import deferred_tracing
+
+        deferred = deferred_tracing.setup(tracer, predictor.num_features)
     name = v2.check_model_name(name)
     recorder = None
     if metrics.enabled():
         recorder = metrics.Recorder(STACK_NAME, predictor.name, name, path)
-    return App(handler, tracer, V2Handler(handler, STACK_NAME, name), recorder)
+    return App(handler, tracer, V2Handler(handler, STACK_NAME, name), recorder, deferred)
 
 
 def serve(opts: ServeOptions) -> None:

@@ -148,7 +148,7 @@ class V2Handler:
             head += b'"id":' + self._encode(request_id) + b","
         head += b'"outputs":[{"name":"predict","datatype":"FP64","shape":['
         head += str(rows).encode() + self._shape_tail
-        inference_s = t1 - t0 if handler._tracer is None else handler._traced_s
+        inference_s = handler._traced_s if handler._timed_inside else t1 - t0
         if binary:
             head += b'"parameters":{"binary_data_size":' + str(8 * len(flat)).encode() + b"}}]}"
             timing = _timing(inference_s, perf_counter() - started)
