@@ -35,6 +35,9 @@ BACKLOG = 2048
 RETRY_AFTER_S = 1
 # Graceful stop on SIGTERM: in-flight requests get this long to finish.
 SHUTDOWN_TIMEOUT_S = 10.0
+# On SIGTERM a keep-alive connection between requests is closed after this long, not at once: a
+# request already sent on it (in the socket, not yet read) is answered (asgi-msgspec only).
+SHUTDOWN_DRAIN_S = 0.5
 
 
 def read_timeout() -> ContractError:

@@ -44,7 +44,7 @@ from fiber_endpoints import contract, cpus, limits, metrics, tracing, v2
 from fiber_endpoints.contract import ContractError
 from fiber_endpoints.model import MODEL_ENV
 from fiber_endpoints.stacks import ServeOptions, exit_zero_on_stop_signal
-from fiber_endpoints.stacks.guarded_protocol import guarded
+from fiber_endpoints.stacks.guarded_protocol import GuardedHttpToolsProtocol, GuardedProtocol
 from fiber_endpoints.stacks.lgbm_capi import CapiPredictor
 from fiber_endpoints.stacks.msgspec_handler import JSON, Handler, Predictor, Reply
 from fiber_endpoints.stacks.msgspec_v2 import V2Handler
@@ -480,6 +480,10 @@ class FastPathProtocol(HttpToolsProtocol):
             super().shutdown()
 
 
+class GuardedFastPathProtocol(GuardedProtocol, FastPathProtocol):
+    """The fast path with the connection limits of ``limits.py`` in front (guarded_protocol.py)."""
+
+
 def fast_path_enabled() -> bool:
     return os.environ.get(FAST_PATH_ENV, "1") != "0"
 
@@ -562,7 +566,7 @@ def serve(opts: ServeOptions) -> None:
         workers=opts.workers,
         loop="uvloop",
         # The limits (limits.py) in our own protocol subclass: uvicorn has no option for most.
-        http=guarded(FastPathProtocol if fast_path_enabled() else HttpToolsProtocol),
+        http=GuardedFastPathProtocol if fast_path_enabled() else GuardedHttpToolsProtocol,
         timeout_keep_alive=int(limits.IDLE_TIMEOUT_S),
         timeout_graceful_shutdown=int(limits.SHUTDOWN_TIMEOUT_S),
         backlog=limits.BACKLOG,

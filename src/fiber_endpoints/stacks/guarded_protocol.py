@@ -43,6 +43,8 @@ class GuardedProtocol(HttpToolsProtocol):
         self._head_bytes = 0  # request line and headers as parsed
         self._raw_head = 0  # bytes received while a head is incomplete (httptools buffers them)
         self._in_head = True
+        self._begun = False  # a request's first byte has arrived, its last not yet
+        self._draining = False  # graceful stop under way
         self._refused: ContractError | None = None
 
     # Timers
@@ -117,8 +119,23 @@ class GuardedProtocol(HttpToolsProtocol):
             super().send_400_response(msg)
 
     # Parser callbacks
+    def shutdown(self) -> None:
+        """Graceful stop. uvicorn closes a connection between requests at once, which drops a
+        request the client sent just before the signal and the loop has not read yet (measured:
+        12-43 of ~6,000 under 64-connection load, sent up to 11 ms before SIGTERM). Here such a
+        connection gets ``SHUTDOWN_DRAIN_S`` to deliver one, and one arriving is answered; either
+        way with ``connection: close``. uvicorn's stop waits for every connection to close."""
+        self._draining = True
+        if self._in_head and self._begun:
+            return  # a head arriving: on_headers_complete marks its answer the last
+        if self._in_head and (self.cycle is None or self.cycle.response_complete):
+            self._arm(limits.SHUTDOWN_DRAIN_S, None)  # between requests
+            return
+        super().shutdown()  # a body arriving or a response under way: the last on this one
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._begun = True
         self._head_bytes = 0
         self._arm(limits.READ_TIMEOUT_S, limits.read_timeout())
 
@@ -139,15 +156,18 @@ class GuardedProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_head, self._raw_head = False, 0
         super().on_headers_complete()
+        if self._draining:  # answer this one, then close
+            if self.cycle is not None and not self.cycle.response_complete:
+                self.cycle.keep_alive = False
+            if hasattr(self, "_fast_close"):  # FastPathProtocol's flag
+                self._fast_close = True
 
     def on_message_complete(self) -> None:
         self._disarm()
-        self._in_head = True
+        self._in_head, self._begun = True, False
         super().on_message_complete()
 
 
-def guarded(protocol: type[HttpToolsProtocol]) -> type[HttpToolsProtocol]:
-    """``protocol`` with the limits in front: a class whose parent order is (guard, protocol)."""
-    if issubclass(protocol, GuardedProtocol):
-        return protocol
-    return type(f"Guarded{protocol.__name__}", (GuardedProtocol, protocol), {})
+class GuardedHttpToolsProtocol(GuardedProtocol, HttpToolsProtocol):
+    """uvicorn's own httptools protocol with the limits (a module-level class: ``--workers``
+    pickles it into each worker)."""
