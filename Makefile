@@ -39,6 +39,23 @@ lock: $(UV_BIN) ## re-resolve uv.lock after changing dependencies in pyproject.t
 $(GO_BIN): $(GO_SRC)
 	cd fiber && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o bin/fiber-endpoint .
 
+# The compose lab's engine (scripts/containers.sh): the one that answers `docker info`, else a
+# private dockerd (Debian's docker.io, installed only with CI set or FIBER_ENDPOINTS_INSTALL_ENGINE=1),
+# Compose v2, stand-in base images where no registry answers, and the images, all cached in
+# ~/.cache/fiber-endpoints/containers; no engine is left running.
+.PHONY: containers containers-prepare container-bench k8s-tools
+containers-prepare: ## container engine (opt-in install), Compose v2, base stand-ins, images (cached)
+	bash scripts/containers.sh prepare
+
+containers: setup jaeger containers-prepare k8s-tools ## compose up --build --wait; contract, parity, bench, traces, limits, SIGTERM, KServe runtimes
+	$(VENV)/bin/pytest -q tests/integration/test_containers_compose.py tests/integration/test_containers_k8s.py
+
+container-bench: setup containers-prepare ## native, published-port and host-network containers in one bench report
+	bash scripts/container-bench.sh $(BENCH_ARGS)
+
+k8s-tools: $(STAMP) ## helm (Go module proxy) and a kserve venv for checking deploy/ (cached)
+	bash scripts/install-k8s-tools.sh
+
 jaeger: ## a real Jaeger (Go module proxy build, cached in ~/.cache/fiber-endpoints/jaeger)
 	bash scripts/install-jaeger.sh
 
@@ -77,7 +94,7 @@ test-unit: $(STAMP) ## in-process tests, seconds
 test-contract: $(STAMP) $(GO_BIN) ## every stack as a process on loopback: contract suite, parity
 	$(VENV)/bin/pytest -q --tier contract
 
-test-slow: setup jaeger ## Jaeger, load lab, coordinated omission, container commands, bench smoke
+test-slow: setup jaeger containers-prepare k8s-tools ## Jaeger, load lab, coordinated omission, container commands, bench smoke, compose lab
 	$(VENV)/bin/pytest -q --tier slow
 
 go-test: $(GO_BIN)

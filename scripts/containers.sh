@@ -209,8 +209,14 @@ standins() {
   local image kind built=()
   for image in "${!STANDINS[@]}"; do
     kind="${STANDINS[$image]}"
+    local hash; hash="$(sha256sum "$here/docker/standins/$kind.Dockerfile" | cut -c1-16)"
     if docker image inspect "$image" >/dev/null 2>&1; then
-      continue
+      # A stand-in is rebuilt when its Dockerfile changed; a real (pulled) image is kept.
+      local what have
+      what="$(docker image inspect -f "{{index .Config.Labels \"$STANDIN_LABEL\"}}" "$image")"
+      have="$(docker image inspect -f "{{index .Config.Labels \"$STANDIN_LABEL.hash\"}}" "$image")"
+      [[ "$what" == "$image" && "$have" != "$hash" ]] || continue
+      say "stand-in $image: docker/standins/$kind.Dockerfile changed, rebuilding"
     fi
     if timeout 60 docker pull -q "$image" >/dev/null 2>&1; then
       say "pulled $image"
@@ -221,6 +227,7 @@ standins() {
     standin_context "$kind" "$ctx"
     timed "stand-in $image" env DOCKER_BUILDKIT=0 docker build -q \
       --build-arg "GOPROXY=$(go env GOPROXY)" --label "$STANDIN_LABEL=$image" \
+      --label "$STANDIN_LABEL.hash=$hash" \
       -f "$here/docker/standins/$kind.Dockerfile" -t "$image" "$ctx" >/dev/null
     rm -rf "$ctx"
     built+=("$image")

@@ -3,6 +3,12 @@
 # plus the Go 1.26.8 toolchain from the Go module proxy (golang.org/toolchain), at /usr/local/go
 # as in the official image. GOPROXY is the host's; the host's extra CA certificates are trusted.
 FROM fiber-endpoints-standin/debian:bookworm
+# As Debian's official images (and so python:*-slim) do: apt keeps no package lists' caches.
+RUN printf '%s\n' \
+      'DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/*.bin || true"; };' \
+      'APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/*.bin || true"; };' \
+      'Dir::Cache::pkgcache ""; Dir::Cache::srcpkgcache "";' >/etc/apt/apt.conf.d/docker-clean \
+    && rm -f /var/cache/apt/*.bin
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates git \

@@ -4,6 +4,12 @@
 # image's path and listening on every interface as it does (JAEGER_LISTEN_HOST), with busybox
 # `wget` for compose.yaml's health check (the official image is Alpine: busybox wget).
 FROM fiber-endpoints-standin/debian:bookworm
+# As Debian's official images (and so python:*-slim) do: apt keeps no package lists' caches.
+RUN printf '%s\n' \
+      'DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/*.bin || true"; };' \
+      'APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/*.bin || true"; };' \
+      'Dir::Cache::pkgcache ""; Dir::Cache::srcpkgcache "";' >/etc/apt/apt.conf.d/docker-clean \
+    && rm -f /var/cache/apt/*.bin
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends busybox-static \

@@ -5,6 +5,12 @@
 # The host's extra CA certificates (if any) are trusted here, so pip and uv work behind an
 # inspecting proxy; they never reach the official images or the repository's Dockerfiles.
 FROM fiber-endpoints-standin/debian:bookworm
+# As Debian's official images (and so python:*-slim) do: apt keeps no package lists' caches.
+RUN printf '%s\n' \
+      'DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/*.bin || true"; };' \
+      'APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/*.bin || true"; };' \
+      'Dir::Cache::pkgcache ""; Dir::Cache::srcpkgcache "";' >/etc/apt/apt.conf.d/docker-clean \
+    && rm -f /var/cache/apt/*.bin
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 python3-pip python3-venv ca-certificates \
