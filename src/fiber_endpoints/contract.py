@@ -78,6 +78,41 @@ def out_of_range(field: str) -> ContractError:
     return ContractError(422, f"{field}: number out of range")
 
 
+# Requests by feature name (docs/contract.md, "By feature name"): at most this many names are
+# listed in a message, the rest counted.
+MAX_NAMES_LISTED = 5
+
+
+def named_field(field: str, name: str) -> str:
+    """A value given by name: ``data["x"]``, ``data[2]["x"]`` (the name as sent, unescaped)."""
+    return f'{field}["{name}"]'
+
+
+def duplicate_feature(field: str, name: str) -> ContractError:
+    return ContractError(422, f'{field}: duplicate feature "{name}"')
+
+
+def _listed(names: list[str]) -> str:
+    shown = ", ".join(f'"{name}"' for name in names[:MAX_NAMES_LISTED])
+    rest = len(names) - MAX_NAMES_LISTED
+    return shown + (f" and {rest} more" if rest > 0 else "")
+
+
+def unknown_or_missing(field: str, unknown: list[str], missing: list[str]) -> ContractError:
+    """Unknown names in the request's order, missing ones in the model's; both when both."""
+    parts = [f"unknown features: {_listed(unknown)}"] if unknown else []
+    if missing:
+        parts.append(f"missing features: {_listed(missing)}")
+    return ContractError(422, f"{field}: " + "; ".join(parts))
+
+
+def mixed_rows(field: str, first_is_object: bool) -> ContractError:
+    first = "an object" if first_is_object else "an array"
+    return ContractError(
+        422, f"{field}: rows must all be arrays or all be objects (data[0] is {first})"
+    )
+
+
 def empty_batch() -> ContractError:
     return ContractError(422, "data: batch must have at least 1 row")
 

@@ -151,7 +151,12 @@ SINGLE_CASES: list[tuple[str, bytes, int, str]] = [
     ("string-body", b'"x"', 422, 'body must be a JSON object with a "data" field'),
     ("no-data", b'{"rows": []}', 422, "data: field required"),
     ("data-null", b'{"data": null}', 422, "data: expected an array of 20 numbers"),
-    ("data-object", b'{"data": {}}', 422, "data: expected an array of 20 numbers"),
+    (
+        "data-object",
+        b'{"data": {}}',
+        422,
+        contract.unknown_or_missing("data", [], [f"Column_{i}" for i in range(N)]).message,
+    ),
     ("data-string", b'{"data": "1,2"}', 422, "data: expected an array of 20 numbers"),
     ("short", b'{"data": [1, 2]}', 422, "data: expected 20 features, got 2"),
     ("long", _row(*["1"] * 21), 422, "data: expected 20 features, got 21"),

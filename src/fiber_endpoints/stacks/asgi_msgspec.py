@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from fiber_endpoints import contract, cpus, limits, metrics, tracing, v2
+from fiber_endpoints import contract, cpus, limits, metrics, rows, tracing, v2
 from fiber_endpoints.contract import ContractError
 from fiber_endpoints.model import MODEL_ENV
 from fiber_endpoints.stacks import ServeOptions, exit_zero_on_stop_signal
@@ -135,8 +135,10 @@ class App:
         self.record_handler: Handler | None = None
         self._fast = self._record = handler, self.v2
         if deferred is not None:
-            plain = Handler(handler.predictor, STACK_NAME)
-            self.record_handler = Handler(handler.predictor, STACK_NAME, record=True)
+            plain = Handler(handler.predictor, STACK_NAME, features=handler.features)
+            self.record_handler = Handler(
+                handler.predictor, STACK_NAME, record=True, features=handler.features
+            )
             name = self.v2.model_name
             self._fast = plain, V2Handler(plain, STACK_NAME, name)
             self._record = self.record_handler, V2Handler(self.record_handler, STACK_NAME, name)
@@ -529,7 +531,8 @@ def create_app(
     # The batch path's threads share the usable CPUs with the other workers.
     predictor = load_predictor(path, threads=max(1, cpus.usable_cpus() // workers))
     tracer = tracing.setup(STACK_NAME)
-    handler = Handler(predictor, STACK_NAME, tracer)
+    features = rows.FeatureNames.of(rows.read_feature_names(path))
+    handler = Handler(predictor, STACK_NAME, tracer, features=features)
     deferred = None
     if tracer is not None and fast_path_enabled():
         from fiber_endpoints import deferred_tracing

@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fiber_endpoints import contract, cpus, limits, metrics, tracing, v2
+from fiber_endpoints import rows as body_rows
 from fiber_endpoints.contract import ContractError
 from fiber_endpoints.model import MODEL_ENV
 from fiber_endpoints.stacks import ServeOptions, exit_zero_on_stop_signal
@@ -211,11 +212,29 @@ class StrictJSONRequest(Request):
 class StrictJSONRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        inference = self.path in (contract.INFERENCE_PATH, contract.BATCH_PATH)
+        batch = self.path == contract.BATCH_PATH
 
         async def strict_handler(request: Request) -> Response:
-            return await handler(StrictJSONRequest(request.scope, request.receive))
+            strict = StrictJSONRequest(request.scope, request.receive)
+            if inference:
+                await rows_by_name(strict, batch)
+            return await handler(strict)
 
         return strict_handler
+
+
+async def rows_by_name(request: StrictJSONRequest, batch: bool) -> None:
+    """Rows given by feature name (``{"data": {"name": value}}``) are read by ``rows.py`` (the
+    fast stack's reading: duplicates, names, the contract's order) and handed to the route in
+    the model's order, as the positional body pydantic checks. Positional bodies go on as sent."""
+    try:
+        doc = await request.json()
+    except ValueError:
+        return  # malformed: FastAPI answers it
+    if body_rows.uses_names(doc, batch):
+        read = body_rows.read(await request.body(), request.app.state.features, batch)
+        request._json = {"data": read if batch else read[0]}
 
 
 def create_app(model_path: Path | None = None, model_name: str | None = None) -> FastAPI:
@@ -301,6 +320,7 @@ def create_app(model_path: Path | None = None, model_name: str | None = None) ->
         )
     app.state.model_name = name
     app.state.model_path = path
+    app.state.features = body_rows.FeatureNames.of(model.booster.feature_name())
     return app
 
 

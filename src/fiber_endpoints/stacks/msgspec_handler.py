@@ -7,14 +7,14 @@ gives status, body and the extra headers. Errors are ``contract.ContractError`` 
 
 The happy path is one typed msgspec decode (syntax, object shape and float/null items at once),
 a length check, one predictor call and one encode. Only a request that fails the typed decode
-pays for :func:`explain`, which re-reads the body the way the control stack does (Python's
-``json`` + the same field order as pydantic) to name the first bad field with the contract's
-message.
+pays for :func:`fiber_endpoints.rows.read`, which re-reads the body with Python's ``json`` in the
+contract's order: it names the first bad field with the contract's message, and it reads rows
+given by feature name (``{"data": {"name": value}}``), which the typed decode never accepts, so
+the positional form's path is untouched by them.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from fiber_endpoints import contract, tracing
+from fiber_endpoints import contract, rows, tracing
 from fiber_endpoints.contract import ContractError
 from fiber_endpoints.stacks.lgbm_capi import FloatBuffer, Row
 
@@ -67,54 +67,6 @@ class Reply:
     inference_s: float | None = None
 
 
-def _check_value(field: str, value: Any) -> ContractError | None:
-    if value is None or (type(value) is float and math.isfinite(value)):
-        return None
-    if type(value) is float:  # Python's json reads 1e400 as inf
-        return contract.out_of_range(field)
-    if type(value) is int:
-        try:
-            float(value)
-        except OverflowError:  # an integer literal past float64: also a number out of range
-            return contract.out_of_range(field)
-        return None
-    return contract.not_a_number(field)  # str, bool, object, array
-
-
-def explain(body: bytes, n_features: int, batch: bool) -> ContractError:
-    """The contract error for a body the typed decode refused: the first bad field, in the
-    control stack's order (syntax, object, ``data``, items in order, batch size, row lengths)."""
-    try:
-        doc = json.loads(body, parse_constant=contract.reject_json_constant)
-    except ValueError:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        return contract.malformed_json()
-    if not isinstance(doc, dict):
-        return contract.not_an_object()
-    if "data" not in doc:
-        return contract.missing_data()
-    data = doc["data"]
-    if not batch:
-        if not isinstance(data, list):
-            return contract.not_an_array("data", n_features)
-        rows: list[tuple[str, Any]] = [("data", data)]
-    elif not isinstance(data, list):
-        return contract.not_a_batch()
-    else:
-        rows = [(f"data[{i}]", row) for i, row in enumerate(data)]
-    for name, row in rows:  # in document order, as pydantic reports its first error
-        if not isinstance(row, list):
-            return contract.not_a_batch()
-        for j, value in enumerate(row):
-            error = _check_value(f"{name}[{j}]", value)
-            if error is not None:
-                return error
-    error = check_shape([row for _, row in rows] if batch else data, n_features, batch)
-    if error is not None:
-        return error
-    # The typed decode and this walk disagree (should not happen): refuse rather than guess.
-    return contract.malformed_json()
-
-
 def check_shape(data: list[Any], n_features: int, batch: bool) -> ContractError | None:
     """Row count and row lengths, once every item is known to be a float or null."""
     if not batch:
@@ -146,10 +98,18 @@ class Handler:
     """The contract's routes over one predictor. Not thread-safe (one per event loop)."""
 
     def __init__(
-        self, predictor: Predictor, stack_name: str, tracer: Any = None, record: bool = False
+        self,
+        predictor: Predictor,
+        stack_name: str,
+        tracer: Any = None,
+        record: bool = False,
+        features: rows.FeatureNames | None = None,
     ) -> None:
         self.predictor = predictor
         self.num_features = n = predictor.num_features
+        # The names requests may give rows by (rows.py); LightGBM's own for a model trained
+        # without names when not given.
+        self.features = features or rows.FeatureNames.of([f"Column_{i}" for i in range(n)])
         self._predict_row: Callable[[Row], Any] = predictor.predict_row
         self._predict_rows: Callable[[Sequence[Row]], Any] = predictor.predict_rows
         self._predict_flat: Callable[[FloatBuffer, int], list[float]] = predictor.predict_flat
@@ -244,8 +204,11 @@ class Handler:
         started = perf_counter()
         try:
             data = self._single(body).data
-        except msgspec.ValidationError:
-            return self._invalid(explain(body, self.num_features, False), started)
+        except msgspec.ValidationError:  # by name, or a bad request: the slow, exact reading
+            try:
+                data = rows.read(body, self.features, False)[0]
+            except ContractError as refused:
+                return self._invalid(refused, started)
         except msgspec.DecodeError:
             return self.error(contract.malformed_json())
         if len(data) != self.num_features:
@@ -265,8 +228,11 @@ class Handler:
         started = perf_counter()
         try:
             data = self._batch(body).data
-        except msgspec.ValidationError:
-            return self._invalid(explain(body, self.num_features, True), started)
+        except msgspec.ValidationError:  # by name, or a bad request: the slow, exact reading
+            try:
+                data = rows.read(body, self.features, True)
+            except ContractError as refused:
+                return self._invalid(refused, started)
         except msgspec.DecodeError:
             return self.error(contract.malformed_json())
         error = check_shape(data, self.num_features, True)
