@@ -31,4 +31,6 @@ EXPOSE 8001
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=5s --timeout=3s --start-period=30s --retries=3 \
     CMD ["/usr/local/bin/healthcheck", "http://127.0.0.1:8001/health"]
-ENTRYPOINT ["/usr/local/bin/fiber-endpoint", "-model", "/models/model.txt", "-host", "0.0.0.0", "-port", "8001"]
+# fiber_go.command's flags (tested); the V2 model name is "model" unless an appended
+# `-model-name NAME` overrides it (a later flag wins), as the KServe runtime does.
+ENTRYPOINT ["/usr/local/bin/fiber-endpoint", "-model", "/models/model.txt", "-host", "0.0.0.0", "-port", "8001", "-model-name", "model"]
