@@ -19,8 +19,9 @@ pytestmark = pytest.mark.slow
 
 
 def bench(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """``bench`` without the peers (tests/integration/test_peers.py runs them)."""
     return subprocess.run(
-        [sys.executable, "-m", "fiber_endpoints", "bench", *args],
+        [sys.executable, "-m", "fiber_endpoints", "bench", "--no-peers", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
