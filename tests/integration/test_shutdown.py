@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 from fiber_endpoints import limits, model, stacks
-from fiber_endpoints.bench import hostile, servers
+from fiber_endpoints.bench import hostile, reliability, servers
 from fiber_endpoints.bench.client import ClientError, RawClient
 
 pytestmark = pytest.mark.slow
@@ -92,6 +92,11 @@ def test_sigterm_under_load_loses_nothing(stack: str, tmp_path: Path) -> None:
         print(
             f"{stack}: {len(before)} requests sent before SIGTERM, {len(failed)} failed; "
             f"exit {code} after {stopped:.2f} s"
+        )
+        reliability.record(
+            "shutdown",
+            stack,
+            {"before": len(before), "failed": len(failed), "exit": code, "seconds": stopped},
         )
         assert len(before) > CONNECTIONS
         if stack in DROPS_UNREAD:

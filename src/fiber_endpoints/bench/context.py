@@ -46,6 +46,7 @@ class BenchConfig:
     keep_awake: bool = False  # also time with SCHED_IDLE spinners keeping the CPUs awake
     tracing_cost: bool = False
     load: LoadConfig | None = field(default_factory=LoadConfig)  # None: no load phase
+    soak_minutes: float = 0.0  # bench --soak: each stack at half its peak (bench/reliability.py)
     out_base: Path = results.RESULTS_DIR
     command: list[str] = field(default_factory=lambda: list(sys.argv))
     server_env: dict[str, str] = field(default_factory=dict)

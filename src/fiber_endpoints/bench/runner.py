@@ -38,6 +38,10 @@ def phases(config: BenchConfig) -> list[Phase]:
         compared.append(LoadPhase(config.load))
     if config.v2_comparison:
         out.append(V2ComparisonPhase(tuple(compared)))
+    if config.soak_minutes > 0:
+        from fiber_endpoints.bench.reliability import SoakPhase
+
+        out.append(SoakPhase(config.soak_minutes))
     return out
 
 

@@ -203,6 +203,7 @@ class ResultsDoc(TypedDict):
     tracing_cost: NotRequired[dict[str, Any]]
     load: NotRequired[LoadResult]
     v2_comparison: NotRequired[V2Comparison]
+    soak: NotRequired[dict[str, Any]]  # bench --soak: bench/reliability.py's Soak per stack
 
 
 class SchemaError(ValueError):

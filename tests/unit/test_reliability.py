@@ -1,0 +1,48 @@
+"""bench/reliability.py's pure parts and the report's reliability table, on hand-built results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fiber_endpoints.bench import reliability
+from fiber_endpoints.report import markdown
+
+
+def test_recovery_time_is_from_the_load_end_to_the_last_slow_probe() -> None:
+    probes = [(10.0, 50.0, True), (10.1, 30.0, True), (11.0, 1.0, True), (12.0, 1.0, True)]
+    # the last slow probe ends at 10.1 + 0.03 s
+    assert reliability.recovery_time(probes, 10.0, 5.0) == pytest.approx(0.13)
+    assert reliability.recovery_time(probes, 10.0, 100.0) == 0.0
+    failing_to_the_end = [*probes, (13.0, 1.0, False)]
+    assert reliability.recovery_time(failing_to_the_end, 10.0, 5.0) is None
+    assert reliability.recovery_time([], 10.0, 5.0) is None
+
+
+def _case(name: str, held: bool) -> reliability.HostileCase:
+    return reliability.HostileCase(
+        case=name, held=held, ok=held, detail="d", statuses={"408": 2},
+        bystander_requests=100, bystander_errors=0, bystander_p99_ms=4.0, alone_p99_ms=2.0,
+        attack_cpu_s=0.1, wall_s=1.0,
+    )  # fmt: skip
+
+
+def test_merge_read_and_the_table(tmp_path: Path) -> None:
+    reliability.merge(tmp_path, "fiber", {"fuzz_requests": 2200, "fuzz_failures": 0})
+    reliability.merge(tmp_path, "fiber", {"hostile": [_case("slowloris", True)]})
+    reliability.merge(tmp_path, "fastapi", {"hostile": [_case("slowloris", False)]})
+    doc = reliability.read(tmp_path)
+    assert doc is not None
+    assert doc["stacks"]["fiber"]["fuzz_requests"] == 2200  # earlier parts kept
+    text = "\n".join(markdown.reliability_section(doc))
+    assert "| `fiber` | 2,200 | 0 | 1/1 | 2.0x |" in text
+    assert "**not held**" in text
+
+
+def test_validate_refuses_another_schema_and_incomplete_cases() -> None:
+    with pytest.raises(ValueError):
+        reliability.validate({"schema": "other", "machine": {}, "stacks": {}})
+    bad = {"schema": reliability.SCHEMA, "machine": {}, "stacks": {"x": {"hostile": [{}]}}}
+    with pytest.raises(ValueError):
+        reliability.validate(bad)
