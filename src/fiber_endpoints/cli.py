@@ -93,6 +93,15 @@ def _peer_names(args: argparse.Namespace, only_targets: bool) -> list[str]:
     return [] if only_targets else list(peers.PEERS)
 
 
+def _compare_over_v2(
+    args: argparse.Namespace, names: list[str], targets: dict[str, str], peer_names: list[str]
+) -> bool:
+    """The V2 comparison runs when it has something to add: peers, or stacks the run starts
+    that the run itself times over the contract."""
+    ours = [n for n in names if n not in targets]
+    return bool(args.v2_comparison and (peer_names or (ours and args.protocol != "v2")))
+
+
 def _load_config(args: argparse.Namespace) -> Any:
     """The load phase's configuration from its flags (unset flags: short or ``--full``)."""
     from dataclasses import replace
@@ -139,7 +148,7 @@ def _bench(args: argparse.Namespace) -> int:
             model_name=args.model_name,
             headers=_headers(args.header),
             peers=peer_names,
-            v2_comparison=args.v2_comparison and (bool(peer_names) or args.protocol != "v2"),
+            v2_comparison=_compare_over_v2(args, names, targets, peer_names),
             samples=args.samples,
             calls=args.calls,
             client=args.client,
