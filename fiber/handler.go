@@ -222,10 +222,14 @@ func (s *server) predict(c fiber.Ctx, batch bool) error {
 	return nil
 }
 
-// validate checks row counts and lengths: no row of the wrong length ever reaches the predictor.
+// validate checks row counts and lengths, or names (names.go): no row of the wrong length ever
+// reaches the predictor.
 func (s *server) validate(req *rowsRequest, batch bool) error {
 	n := s.pred.NumFeatures()
 	if !batch {
+		if req.named {
+			return s.pred.features.resolve(req, false)
+		}
 		if got := req.rowLens[0]; got != n {
 			return wrongFeatureCount("data", n, got)
 		}
@@ -236,6 +240,9 @@ func (s *server) validate(req *rowsRequest, batch bool) error {
 	}
 	if req.rows > s.cfg.MaxBatchRows {
 		return batchTooLarge(req.rows, s.cfg.MaxBatchRows)
+	}
+	if req.named {
+		return s.pred.features.resolve(req, true)
 	}
 	for i, got := range req.rowLens {
 		if got != n {

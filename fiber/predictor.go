@@ -22,9 +22,10 @@ var ErrUnsupportedModel = errors.New("unsupported model")
 // It is safe for concurrent use: leaves' ensemble is read-only after loading.
 type Predictor struct {
 	ensemble    *leaves.Ensemble
-	numFeatures int // N, from max_feature_idx
-	numClass    int // K, outputs per row (1 for regression and binary)
-	threads     int // goroutines for a batch (leaves' PredictDense nThreads)
+	numFeatures int          // N, from max_feature_idx
+	numClass    int          // K, outputs per row (1 for regression and binary)
+	features    featureIndex // the feature_names= line: what requests by name may use
+	threads     int          // goroutines for a batch (leaves' PredictDense nThreads)
 }
 
 // NumFeatures is the model's feature count N.
@@ -62,10 +63,15 @@ func NewPredictor(text []byte, threads int) (*Predictor, error) {
 	if threads < 1 {
 		threads = 1
 	}
+	names, found := featureNames(header)
+	if !found || len(names) != ensemble.NFeatures() {
+		return nil, fmt.Errorf("%w: feature_names= line has %d names for %d features", ErrUnsupportedModel, len(names), ensemble.NFeatures())
+	}
 	return &Predictor{
 		ensemble:    ensemble,
 		numFeatures: ensemble.NFeatures(),
 		numClass:    ensemble.NOutputGroups(),
+		features:    newFeatureIndex(names),
 		threads:     threads,
 	}, nil
 }

@@ -24,8 +24,14 @@ import (
 // rowsRequest is a parsed body: vals holds every number (NaN for null) row after row.
 type rowsRequest struct {
 	vals    []float64
-	rowLens []int // batch only: the length of each row
+	rowLens []int // batch only: the length of each row (named: its key count)
 	rows    int   // number of rows (1 for a single request)
+	// Rows given by feature name (names.go): every key and value in document order, row after
+	// row; featureIndex.resolve writes vals from them in the model's order.
+	named   bool
+	keys    []nameKey
+	keyVals []float64
+	seen    []int32 // resolve's scratch: which row last set each feature
 }
 
 type decoder struct {
@@ -46,6 +52,7 @@ type decoder struct {
 // malformed JSON, 422 for a shape error (feature counts are checked by the caller).
 func parseRequest(body []byte, batch bool, numFeatures int, req *rowsRequest, stack []byte) ([]byte, error) {
 	req.vals, req.rowLens, req.rows = req.vals[:0], req.rowLens[:0], 0
+	req.named, req.keys, req.keyVals = false, req.keys[:0], req.keyVals[:0]
 	d := decoder{b: body, batch: batch, n: numFeatures, req: req, stack: stack[:0]}
 	seenData := d.top()
 	if !d.synt {
@@ -122,6 +129,7 @@ func (d *decoder) top() bool {
 			seen = true
 			d.shape = nil
 			d.req.vals, d.req.rowLens, d.req.rows = d.req.vals[:0], d.req.rowLens[:0], 0
+			d.req.named, d.req.keys, d.req.keyVals = false, d.req.keys[:0], d.req.keyVals[:0]
 			if !d.data() {
 				return seen
 			}
@@ -163,6 +171,13 @@ func (d *decoder) data() bool {
 		return false
 	}
 	if d.b[d.i] != '[' {
+		if d.b[d.i] == '{' && !d.batch { // by feature name; arrays never come here
+			d.req.named = true
+			n, ok := d.object(-1)
+			d.req.rows = 1
+			d.req.rowLens = append(d.req.rowLens, n)
+			return ok
+		}
 		ok := d.skipValue()
 		if ok {
 			if d.batch {
@@ -191,8 +206,24 @@ func (d *decoder) data() bool {
 			d.fail()
 			return false
 		}
-		if d.b[d.i] == '[' {
+		if r == 0 {
+			d.req.named = d.b[d.i] == '{'
+		}
+		if c := d.b[d.i]; (c == '[' || c == '{') && d.req.named != (c == '{') {
+			// Rows may not mix the two forms: this row is skipped, the first error kept.
+			if !d.skipValue() {
+				return false
+			}
+			d.setShape(mixedRows(r, d.req.named))
+			d.req.rowLens = append(d.req.rowLens, 0)
+		} else if c == '[' {
 			n, ok := d.row(r)
+			if !ok {
+				return false
+			}
+			d.req.rowLens = append(d.req.rowLens, n)
+		} else if c == '{' {
+			n, ok := d.object(r)
 			if !ok {
 				return false
 			}
@@ -272,6 +303,77 @@ func (d *decoder) row(r int) (int, bool) {
 		case ',':
 			d.i++
 		case ']':
+			d.i++
+			return k + 1, true
+		default:
+			d.fail()
+			return k + 1, false
+		}
+	}
+}
+
+// object reads a row given by feature name at d.b[d.i] == '{' (r as in row): each key and
+// value into req.keys and req.keyVals, values checked as row checks them. Not on the positional
+// form's path: row stays as it was, measured (BenchmarkParse).
+func (d *decoder) object(r int) (int, bool) {
+	d.i++
+	d.ws()
+	if d.i < len(d.b) && d.b[d.i] == '}' {
+		d.i++
+		return 0, true
+	}
+	for k := 0; ; k++ {
+		d.ws()
+		raw, escaped, ok := d.str()
+		if !ok {
+			return k, false
+		}
+		d.ws()
+		if d.i >= len(d.b) || d.b[d.i] != ':' {
+			d.fail()
+			return k, false
+		}
+		d.i++
+		d.ws()
+		if d.i >= len(d.b) {
+			d.fail()
+			return k, false
+		}
+		key := newNameKey(raw, escaped)
+		d.req.keys = append(d.req.keys, key)
+		c := d.b[d.i]
+		switch {
+		case c == '-' || (c >= '0' && c <= '9'):
+			start := d.i
+			if !d.number() {
+				return k, false
+			}
+			v, err := strconv.ParseFloat(unsafe.String(&d.b[start], d.i-start), 64)
+			if err != nil && math.IsInf(v, 0) {
+				d.setShape(&contractError{Status: 422, Message: namedField(r, key.name()) + ": number out of range"})
+			}
+			d.req.keyVals = append(d.req.keyVals, v)
+		case c == 'n':
+			if !d.literal("null") {
+				return k, false
+			}
+			d.req.keyVals = append(d.req.keyVals, math.NaN())
+		default:
+			if !d.skipValue() {
+				return k, false
+			}
+			d.setShape(&contractError{Status: 422, Message: namedField(r, key.name()) + ": expected a number or null"})
+			d.req.keyVals = append(d.req.keyVals, 0)
+		}
+		d.ws()
+		if d.i >= len(d.b) {
+			d.fail()
+			return k + 1, false
+		}
+		switch d.b[d.i] {
+		case ',':
+			d.i++
+		case '}':
 			d.i++
 			return k + 1, true
 		default:

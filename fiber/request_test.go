@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"math"
 	"testing"
@@ -59,7 +60,7 @@ func TestParseRequest(t *testing.T) {
 // FuzzParseRequest: the hand-written reader agrees with encoding/json on what is valid JSON,
 // and never panics.
 func FuzzParseRequest(f *testing.F) {
-	for _, s := range []string{`{"data":[1,null]}`, `{"data":[[1],[2]]}`, `{"data":[1],"data":[2,3]}`, `{"d\u0061ta":[-0.0,1e-320,5e-324]}`, `[`, `{"a":"\u00e9"}`, `{"data":1e400}`, `{"x":{"y":[]}}`} {
+	for _, s := range []string{`{"data":{"a":1,"\u0062":null,"a":2}}`, `{"data":[{"\ud800":-0},{}]}`, `{"data":[{"x":[]},[1]]}`, `{"data":[1,null]}`, `{"data":[[1],[2]]}`, `{"data":[1],"data":[2,3]}`, `{"d\u0061ta":[-0.0,1e-320,5e-324]}`, `[`, `{"a":"\u00e9"}`, `{"data":1e400}`, `{"x":{"y":[]}}`} {
 		f.Add([]byte(s), false)
 	}
 	f.Fuzz(func(t *testing.T, body []byte, batch bool) {
@@ -73,6 +74,10 @@ func FuzzParseRequest(f *testing.F) {
 			t.Fatalf("json.Valid=%t but parser malformed=%t for %q", json.Valid(body), malformed, body)
 		}
 		if err != nil {
+			return
+		}
+		if req.named {
+			checkNamedReading(t, body, batch, &req)
 			return
 		}
 		// Accepted: the values read must be encoding/json's, bit for bit (null as NaN), and the
@@ -90,6 +95,60 @@ func FuzzParseRequest(f *testing.F) {
 			}
 		}
 	})
+}
+
+// checkNamedReading: rows given by name must be read as encoding/json reads them, key by key
+// in document order (duplicates kept): each name as it decodes (escapes, lone surrogates),
+// each value bit for bit (null as NaN), each row's key count.
+func checkNamedReading(t *testing.T, body []byte, batch bool, req *rowsRequest) {
+	t.Helper()
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(body, &top); err != nil {
+		t.Fatalf("parser accepted %q: %v", body, err)
+	}
+	var objects []json.RawMessage
+	if !batch {
+		objects = []json.RawMessage{top["data"]}
+	} else if err := json.Unmarshal(top["data"], &objects); err != nil {
+		t.Fatalf("%q: %v", body, err)
+	}
+	var keys []string
+	var vals []float64
+	var lens []int
+	for _, raw := range objects {
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+			t.Fatalf("%q: row %s is not an object", body, raw)
+		}
+		n := 0
+		for dec.More() {
+			tok, err := dec.Token()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var v *float64
+			if err := dec.Decode(&v); err != nil {
+				t.Fatalf("%q: key %v: %v", body, tok, err)
+			}
+			keys = append(keys, tok.(string))
+			if v == nil {
+				vals = append(vals, math.NaN())
+			} else {
+				vals = append(vals, *v)
+			}
+			n++
+		}
+		lens = append(lens, n)
+	}
+	if len(keys) != len(req.keys) || !equalInts(lens, req.rowLens) {
+		t.Fatalf("%q: parser read %d keys (rows %v), encoding/json %d (rows %v)", body, len(req.keys), req.rowLens, len(keys), lens)
+	}
+	for i, key := range keys {
+		got := req.keyVals[i]
+		if req.keys[i].name() != key || (math.Float64bits(vals[i]) != math.Float64bits(got) && !(math.IsNaN(vals[i]) && math.IsNaN(got))) {
+			t.Fatalf("%q: key %d: parser %q=%v, encoding/json %q=%v", body, i, req.keys[i].name(), got, key, vals[i])
+		}
+	}
 }
 
 // referenceRows reads a body's "data" with encoding/json (the last of duplicate keys, as
