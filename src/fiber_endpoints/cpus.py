@@ -38,6 +38,32 @@ def cgroup_cpu_limit(
     return None
 
 
+def own_cgroup_limit(proc_cgroup: Path = Path("/proc/self/cgroup")) -> float | None:
+    """The quota of this process's own cgroup when it is not the root one: a group made on a
+    host without a cgroup namespace (the overload test's CPU cap, systemd slices), where the
+    root files above say nothing. Go reads the same since 1.25."""
+    none = Path("/nonexistent")
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        path = path.strip("/")
+        if not path:
+            continue
+        if controllers == "":  # v2
+            limit = cgroup_cpu_limit(Path("/sys/fs/cgroup") / path / "cpu.max", none, none)
+        elif "cpu" in controllers.split(","):  # v1
+            base = Path("/sys/fs/cgroup/cpu") / path
+            limit = cgroup_cpu_limit(none, base / "cpu.cfs_quota_us", base / "cpu.cfs_period_us")
+        else:
+            continue
+        if limit is not None:
+            return limit
+    return None
+
+
 def affinity() -> list[int]:
     return sorted(os.sched_getaffinity(0))
 
@@ -54,7 +80,7 @@ def pin_on_exec(cpus: Iterable[int] | None) -> Callable[[], None] | None:
 def usable_cpus() -> int:
     """CPUs this process can use at once: min(affinity, ceil(cgroup quota)), at least 1."""
     n = len(affinity())
-    limit = cgroup_cpu_limit()
-    if limit is not None:
-        n = min(n, max(1, math.ceil(limit)))
+    for limit in (cgroup_cpu_limit(), own_cgroup_limit()):
+        if limit is not None:
+            n = min(n, max(1, math.ceil(limit)))
     return max(1, n)

@@ -183,6 +183,17 @@ class CpuCap:
         for proc in [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]:
             (self.path / "cgroup.procs").write_text(str(proc.pid))
 
+    @contextmanager
+    def spawning(self) -> Iterator[None]:
+        """Processes started inside the block start in the group (a child is born in its
+        parent's cgroup), as in a container with this quota: a stack sizes its threads from
+        the quota it sees at start (``cpus.py``). This process leaves the group after."""
+        (self.path / "cgroup.procs").write_text(str(os.getpid()))
+        try:
+            yield
+        finally:
+            (self.root / "cgroup.procs").write_text(str(os.getpid()))
+
     def close(self) -> None:
         for pid in (self.path / "cgroup.procs").read_text().split():
             try:
@@ -198,11 +209,18 @@ class CpuCap:
 
 
 @contextmanager
-def capped(pid: int, quota: float = CPU_QUOTA) -> Iterator[CpuCap]:
+def capped_server(
+    name: str, model: Path, log_dir: Path, quota: float = CPU_QUOTA
+) -> Iterator[servers.Server]:
+    """Stack ``name`` started inside a fresh CPU cap; stopped, and the cap removed, after."""
     cap = CpuCap(quota)
     try:
-        cap.add(pid)
-        yield cap
+        with cap.spawning():
+            server = servers.start(name, model, log_dir=log_dir, timeout=300)
+        try:
+            yield server
+        finally:
+            servers.stop(server)
     finally:
         cap.close()
 
@@ -251,12 +269,15 @@ def _rss_mib(pid: int) -> float:
     return sum(p.memory_info().rss for p in procs) / 2**20
 
 
-def overload(server: servers.Server, client_cpus: Sequence[int] | None = None) -> Overload:
-    """Peak under the cap, then 2x it for 30 s, RSS sampled, recovery probed."""
-    assert server.process is not None
-    pid = server.process.pid
+def overload(
+    name: str, model: Path, log_dir: Path, client_cpus: Sequence[int] | None = None
+) -> Overload:
+    """Stack ``name`` started under the cap: its peak, then 2x it for 30 s, RSS sampled,
+    recovery probed."""
     bodies = [hostile.GOOD_BODY]
-    with capped(pid):
+    with capped_server(name, model, log_dir) as server:
+        assert server.process is not None
+        pid = server.process.pid
         wrk.run(server.url, contract.INFERENCE_PATH, bodies, connections=64, duration_s=2)
         peak = wrk.run(
             server.url, contract.INFERENCE_PATH, bodies, connections=64, duration_s=8,
@@ -456,8 +477,7 @@ def main(argv: list[str] | None = None) -> int:
             with servers.running(name, args.model, log_dir=logs) as server:
                 merge(args.run_dir, name, {"hostile": run_hostile(server)})
         if not args.no_overload:
-            with servers.running(name, args.model, log_dir=logs) as server:
-                result = overload(server)
+            result = overload(name, args.model, logs)
             merge(args.run_dir, name, {"overload": result})
             print(f"  {name} overload: {json.dumps(result)}", flush=True)
     write_report(args.run_dir)
