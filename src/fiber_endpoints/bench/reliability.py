@@ -464,6 +464,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-overload", action="store_true")
     p.add_argument("--records", type=Path, help="the tests' records to fold in (fuzz, shutdown)")
     p.add_argument("--report-only", action="store_true", help="only redraw reliability.md")
+    p.add_argument("--soak", type=float, default=0.0, metavar="MINUTES",
+                   help="also soak each stack (as bench --soak does)")  # fmt: skip
     args = p.parse_args(argv)
     if args.report_only:
         print(write_report(args.run_dir))
@@ -480,6 +482,11 @@ def main(argv: list[str] | None = None) -> int:
             result = overload(name, args.model, logs)
             merge(args.run_dir, name, {"overload": result})
             print(f"  {name} overload: {json.dumps(result)}", flush=True)
+        if args.soak > 0:
+            with servers.running(name, args.model, log_dir=logs) as server:
+                soaked = soak(server, args.soak)
+            merge(args.run_dir, name, {"soak": soaked})
+            print(f"  {name} soak: {soaked['errors']} errors, {soaked['rss_drift_pct']} %")
     write_report(args.run_dir)
     return 0
 
