@@ -6,13 +6,15 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import shutil
 import struct
 from collections.abc import Callable, Iterator, MutableMapping
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from fiber_endpoints import contract, model
+from fiber_endpoints import contract, model, paths
 from fiber_endpoints.stacks import asgi_msgspec
 from fiber_endpoints.stacks.lgbm_capi import CapiPredictor
 from fiber_endpoints.stacks.msgspec_handler import Handler
@@ -98,7 +100,7 @@ def test_lleaves_parity(name: str) -> None:
     predictor.close()
 
 
-def test_load_predictor_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_load_predictor_choice(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from fiber_endpoints.stacks.lleaves_predictor import LleavesPredictor
 
     path = MODELS["binary"]
@@ -112,9 +114,17 @@ def test_load_predictor_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     with monkeypatch.context() as m:
         m.setattr(LleavesPredictor, "__init__", lambda *a, **k: (_ for _ in ()).throw(OSError()))
         assert isinstance(asgi_msgspec.load_predictor(path, 1, "lleaves"), CapiPredictor)
-    # A compiled model that disagrees with LightGBM is never used.
+    # A compiled model that disagrees with LightGBM is never used (a fresh cache: the check
+    # runs when the artefact is made, and its certificate is what later starts trust).
+    from fiber_endpoints.stacks import lleaves_predictor
+
+    obj = lleaves_predictor.cache_path(path)  # compiled above: copied, not compiled again
+    (tmp_path / "lleaves").mkdir()
+    shutil.copy(obj, tmp_path / "lleaves" / obj.name)
+    monkeypatch.setenv(paths.CACHE_ENV, str(tmp_path))
     monkeypatch.setattr(LleavesPredictor, "predict_row", lambda self, row: 0.0)
     assert isinstance(asgi_msgspec.load_predictor(path, 1, "lleaves"), CapiPredictor)
+    assert not list(tmp_path.glob("lleaves/*.parity.json"))  # no certificate for it
 
 
 def test_missing_values_in_a_batch_do_not_shift_rows(handler: Handler) -> None:

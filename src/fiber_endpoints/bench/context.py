@@ -45,6 +45,10 @@ class BenchConfig:
     floor: bool = True  # the trivial server as a diagnostic row of the sequential table
     keep_awake: bool = False  # also time with SCHED_IDLE spinners keeping the CPUs awake
     tracing_cost: bool = False
+    observability_cost: bool = False  # metrics and tracing (1 %, 100 %) against nothing, A/B
+    observability_rounds: int = 6  # closed-loop slices per instance
+    observability_slice_s: float = 2.0
+    startup: bool = True  # start to first correct answer, per stack
     load: LoadConfig | None = field(default_factory=LoadConfig)  # None: no load phase
     soak_minutes: float = 0.0  # bench --soak: each stack at half its peak (bench/reliability.py)
     out_base: Path = results.RESULTS_DIR

@@ -33,6 +33,14 @@ def phases(config: BenchConfig) -> list[Phase]:
         from fiber_endpoints.trace.cost import TracingCostPhase
 
         out.append(TracingCostPhase())
+    if config.observability_cost:
+        from fiber_endpoints.bench.observability import ObservabilityCostPhase
+
+        out.append(ObservabilityCostPhase())
+    if config.startup:
+        from fiber_endpoints.bench.startup import StartupPhase
+
+        out.append(StartupPhase())
     if config.load is not None:
         out.append(LoadPhase(config.load))
         compared.append(LoadPhase(config.load))

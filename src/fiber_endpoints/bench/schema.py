@@ -187,6 +187,45 @@ class V2Comparison(TypedDict):
     load: NotRequired[LoadResult]
 
 
+class ObservabilitySlice(TypedDict):
+    rps: float
+    p50_us: float
+    p99_us: float
+    errors: int
+
+
+class ObservabilityVariant(TypedDict):
+    latencies_s: list[list[float]]  # [sample][call], sequential, interleaved with the others
+    closed: list[ObservabilitySlice]  # one wrk slice per round
+
+
+class ObservabilityCost(TypedDict):
+    """``bench --observability-cost`` (``bench/observability.py``): per stack, the instances
+    off / metrics / trace1 / trace100, measured interleaved."""
+
+    samples: int
+    calls: int
+    rounds: int
+    slice_s: float
+    connections: int
+    stacks: dict[str, dict[str, ObservabilityVariant]]
+    skipped: NotRequired[str]
+
+
+class StartupRun(TypedDict):
+    """One start of a stack: seconds from exec to the first correct answer, and its parts."""
+
+    seconds: float  # exec to the first correct POST /inference answer
+    predictor: str
+
+
+class Startup(TypedDict):
+    """Start to first correct answer per stack (``bench/startup.py``)."""
+
+    runs: int
+    stacks: dict[str, list[StartupRun]]
+
+
 class ResultsDoc(TypedDict):
     schema: str
     created: str
@@ -201,6 +240,8 @@ class ResultsDoc(TypedDict):
     sequential: NotRequired[SequentialResult]
     sequential_keep_awake: NotRequired[SequentialResult]
     tracing_cost: NotRequired[dict[str, Any]]
+    observability_cost: NotRequired[ObservabilityCost]
+    startup: NotRequired[Startup]
     load: NotRequired[LoadResult]
     v2_comparison: NotRequired[V2Comparison]
     soak: NotRequired[dict[str, Any]]  # bench --soak: bench/reliability.py's Soak per stack

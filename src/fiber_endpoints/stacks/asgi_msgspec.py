@@ -495,29 +495,27 @@ def _log(message: str) -> None:
 
 
 def load_predictor(path: Path, threads: int, kind: str | None = None) -> Predictor:
-    """``lleaves`` (default): the compiled model, used only once it agrees with LightGBM's C API
-    on random rows at start; otherwise, or with ``capi``, LightGBM's own C API."""
+    """``lleaves`` (default): the compiled model, used only when its artefact for this exact
+    model file agreed with LightGBM's C API (checked at compile time, ``fiber-endpoints
+    compile`` or the first start, and certified by the model's SHA-256); otherwise, or with
+    ``capi``, LightGBM's own C API."""
     kind = kind or os.environ.get(PREDICTOR_ENV, "lleaves")
     if kind not in PREDICTORS:
         raise ValueError(f"{PREDICTOR_ENV}={kind!r}: expected one of {', '.join(PREDICTORS)}")
-    capi = CapiPredictor(path, threads=threads)
     if kind == "capi":
         _log("predictor: LightGBM C API")
-        return capi
+        return CapiPredictor(path, threads=threads)
     try:
-        from fiber_endpoints.stacks.lleaves_predictor import LleavesPredictor, check_parity
+        from fiber_endpoints.stacks.lleaves_predictor import LleavesPredictor
 
-        compiled = LleavesPredictor(path, threads=threads)
+        compiled = LleavesPredictor(path, threads=threads, check=True)
+    except ValueError as exc:  # the parity check failed: never served
+        _log(f"{exc}; predictor: LightGBM C API")
+        return CapiPredictor(path, threads=threads)
     except Exception as exc:  # lleaves/llvmlite not installed, or the compile failed
         _log(f"lleaves unavailable ({type(exc).__name__}: {exc}); predictor: LightGBM C API")
-        return capi
-    errors = check_parity(compiled, capi)
-    if errors:
-        _log(f"lleaves disagrees with LightGBM ({errors[0]}); predictor: LightGBM C API")
-        compiled.close()
-        return capi
-    capi.close()
-    _log("predictor: lleaves (compiled), parity with LightGBM checked")
+        return CapiPredictor(path, threads=threads)
+    _log("predictor: lleaves (compiled), parity with LightGBM certified for this model file")
     return compiled
 
 
@@ -554,7 +552,7 @@ def serve(opts: ServeOptions) -> None:
     if metrics.enabled():  # every worker writes its metrics there; any worker answers a scrape
         metrics.prepare_multiprocess_dir()
     if os.environ.get(PREDICTOR_ENV, "lleaves") == "lleaves":
-        try:  # compile once here (20-60 s the first time), so every worker loads the cache
+        try:  # compile and check once here (20-60 s the first time); every worker loads it
             from fiber_endpoints.stacks.lleaves_predictor import ensure_compiled
 
             ensure_compiled(opts.model)

@@ -3,20 +3,27 @@
 lleaves turns each tree into branches of machine code: one row of the project's 500-tree model
 takes ~10 µs here against ~29 µs in LightGBM's own ``SingleRowFast`` and ~50 µs in
 ``Booster.predict``. It agrees with LightGBM to ~1e-12 (summation order), inside the project's
-1e-9 tolerance; :func:`check_parity` proves that on every start before the predictor is used.
+1e-9 tolerance; :func:`check_parity` proves it against LightGBM's C API.
 
-Compiling this model takes 20-60 s on one core, so the object file is cached by content: the
-model's bytes, the lleaves and llvmlite versions and the host CPU (the code is built for its
-instruction set). ``serve`` compiles once before the workers start; each worker then loads
-the cached file in well under a second.
+Compiling this model takes 20-60 s on one core, so it is done once (``fiber-endpoints
+compile``, or the first ``serve``) into an artefact keyed by the model file's SHA-256, the
+lleaves and llvmlite versions and the CPU target, which is portable (:func:`target`:
+``x86-64-v2`` on x86, not the build machine's CPU, so an image built on one machine runs on
+another). The parity check runs at compile time and its result is written beside the object
+(``<key>.parity.json``, naming the model's hash); a worker loads the object without LightGBM
+only when that certificate is there for the exact model file it serves, so a model mounted over
+the shipped one never runs a stale artefact: its hash finds no artefact, and it is compiled and
+checked again (or served by the C API when the check fails).
 """
 
 from __future__ import annotations
 
 import ctypes
 import hashlib
+import json
 import math
 import os
+import platform
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
@@ -34,19 +41,90 @@ def cache_dir() -> Path:
     return paths.cache_dir() / "lleaves"
 
 
+TARGET_ENV = "FIBER_ENDPOINTS_LLEAVES_TARGET"  # "native": the host CPU (not portable)
+
+
+def target() -> tuple[str, str]:
+    """The CPU the code is compiled for, and its extra features: portable by default
+    (``x86-64-v2``: SSE4.2/POPCNT, every x86 server since ~2009; ``generic`` elsewhere)."""
+    if os.environ.get(TARGET_ENV) == "native":
+        import llvmlite.binding as llvm
+
+        return llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        return "x86-64-v2", ""
+    return "generic", ""
+
+
+def model_sha256(model_path: Path) -> str:
+    return hashlib.sha256(model_path.read_bytes()).hexdigest()
+
+
 def cache_path(model_path: Path, directory: Path | None = None) -> Path:
-    """Where the compiled object for this model, compiler and CPU lives."""
+    """Where the compiled object for this model file, compiler and CPU target lives."""
+    digest = model_sha256(model_path)
+    key = hashlib.sha256(digest.encode())
+    for part in (metadata.version("lleaves"), metadata.version("llvmlite"), *target()):
+        key.update(b"\0" + part.encode())
+    return (directory or cache_dir()) / f"{digest[:16]}-{key.hexdigest()[:16]}.o"
+
+
+def certificate_path(model_path: Path, directory: Path | None = None) -> Path:
+    return cache_path(model_path, directory).with_suffix(".parity.json")
+
+
+def _certificate(model_path: Path, directory: Path | None = None) -> dict[str, Any] | None:
+    """The parity certificate of exactly this model file's artefact, if it passed."""
+    try:
+        doc = json.loads(certificate_path(model_path, directory).read_text())
+    except (OSError, ValueError):
+        return None
+    ok = (
+        isinstance(doc, dict)
+        and doc.get("ok") is True
+        and doc.get("model_sha256") == model_sha256(model_path)
+        and {"num_features", "num_class"} <= doc.keys()
+        and cache_path(model_path, directory).exists()
+    )
+    return doc if ok else None
+
+
+def certified(model_path: Path, directory: Path | None = None) -> bool:
+    """The compiled artefact of exactly this model file passed the parity check."""
+    return _certificate(model_path, directory) is not None
+
+
+_ENTRY = ctypes.CFUNCTYPE(
+    None,
+    ctypes.POINTER(ctypes.c_double),
+    ctypes.POINTER(ctypes.c_double),
+    ctypes.c_int32,
+    ctypes.c_int32,
+)
+
+
+def _load_object(cache: Path) -> tuple[Any, Any]:
+    """The compiled object loaded the way lleaves loads its cache (``compile(cache=...)``:
+    an empty module, MCJIT with the object from the cache, the ``forest_root`` entry point),
+    with llvmlite alone: importing lleaves imports pandas when it is installed (lleaves.
+    data_processing), ~5 s and ~60 MiB measured here, and serving needs none of it."""
     import llvmlite.binding as llvm
 
-    key = hashlib.sha256(model_path.read_bytes())
-    for part in (
-        metadata.version("lleaves"),
-        metadata.version("llvmlite"),
-        llvm.get_host_cpu_name(),
-        llvm.get_host_cpu_features().flatten(),
-    ):
-        key.update(b"\0" + part.encode())
-    return (directory or cache_dir()) / f"{key.hexdigest()[:32]}.o"
+    llvm.initialize()
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    cpu, features = target()
+    machine = llvm.Target.from_triple(llvm.get_process_triple()).create_target_machine(
+        cpu=cpu, features=features, reloc="pic", codemodel="large"
+    )
+    module = llvm.parse_assembly("")
+    engine = llvm.create_mcjit_compiler(module, machine)
+    module.data_layout = str(engine.target_data)
+    data = cache.read_bytes()
+    engine.set_object_cache(getbuffer_func=lambda _: data)
+    engine.finalize_object()
+    engine.run_static_constructors()
+    return engine, _ENTRY(engine.get_function_address("forest_root"))
 
 
 def _compiled_model(model_path: Path, directory: Path | None = None) -> Any:
@@ -55,22 +133,107 @@ def _compiled_model(model_path: Path, directory: Path | None = None) -> Any:
 
     compiled = lleaves.Model(model_file=str(model_path))
     cache = cache_path(model_path, directory)
+    cpu, features = target()
     if cache.exists():
-        compiled.compile(cache=str(cache))
+        compiled.compile(cache=str(cache), target_cpu=cpu, target_cpu_features=features)
         return compiled
     cache.parent.mkdir(parents=True, exist_ok=True)
     partial = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")  # lleaves writes it as it goes
     try:
-        compiled.compile(cache=str(partial))
+        compiled.compile(cache=str(partial), target_cpu=cpu, target_cpu_features=features)
         os.replace(partial, cache)  # atomic: concurrent starts never load half a file
     finally:
         partial.unlink(missing_ok=True)
     return compiled
 
 
+def shared_object_path(model_path: Path, directory: Path | None = None) -> Path:
+    return cache_path(model_path, directory).with_suffix(".so")
+
+
+def _link(obj: Path) -> Path | None:
+    """The compiled object linked into a shared library (``$CC -shared``, the C compiler the
+    project needs anyway): ``ctypes`` then loads it without LLVM, so serving does not map
+    llvmlite's library (+33 MiB RSS measured here) or import lleaves. ``None`` without a
+    working compiler: the object is then loaded through llvmlite."""
+    import shutil
+    import subprocess
+
+    so = obj.with_suffix(".so")
+    if so.exists():
+        return so
+    cc = os.environ.get("CC", "cc")
+    if shutil.which(cc) is None:
+        return None
+    partial = so.with_name(f"{so.name}.{os.getpid()}.tmp")
+    try:
+        subprocess.run([cc, "-shared", "-o", str(partial), str(obj)], check=True,
+                       capture_output=True, timeout=120)  # fmt: skip
+        os.replace(partial, so)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    finally:
+        partial.unlink(missing_ok=True)
+    return so
+
+
+def model_shape(model_path: Path) -> tuple[int, int]:
+    """(features, classes) from the LightGBM text model's header (``max_feature_idx``,
+    ``num_class``), without parsing its trees."""
+    features = classes = None
+    with model_path.open("rb") as f:
+        for line in f:
+            if line.startswith(b"max_feature_idx="):
+                features = int(line.split(b"=", 1)[1]) + 1
+            elif line.startswith(b"num_class="):
+                classes = int(line.split(b"=", 1)[1])
+            elif line.startswith(b"Tree=") or (features is not None and classes is not None):
+                break
+    if features is None:
+        raise ValueError(f"{model_path}: no max_feature_idx in the model's header")
+    return features, max(1, classes or 1)
+
+
+def compile_and_check(model_path: Path, directory: Path | None = None) -> list[str]:
+    """Compile (if needed) and link, check the artefact that will be served against
+    LightGBM's C API, and write the certificate when it passes; returns the mismatches
+    (empty: certified). ``fiber-endpoints compile``."""
+    compiled = LleavesPredictor(model_path, threads=1, directory=directory, check=False)
+    reference = CapiPredictor(model_path, threads=1)
+    try:
+        errors = check_parity(compiled, reference)
+    finally:
+        reference.close()
+        compiled.close()
+    cert = certificate_path(model_path, directory)
+    if errors:
+        cert.unlink(missing_ok=True)
+        return errors
+    cpu, features = target()
+    doc = {
+        "ok": True,
+        "model_sha256": model_sha256(model_path),
+        "model_file": str(model_path),
+        "object": cache_path(model_path, directory).name,
+        "shared_object": compiled.shared,
+        "lleaves": metadata.version("lleaves"),
+        "llvmlite": metadata.version("llvmlite"),
+        "target_cpu": cpu,
+        "target_features": features,
+        "num_features": compiled.num_features,
+        "num_class": compiled.num_class,
+        "checked_rows": 256,
+    }
+    partial = cert.with_name(f"{cert.name}.{os.getpid()}.tmp")
+    partial.write_text(json.dumps(doc, indent=1))
+    os.replace(partial, cert)
+    return []
+
+
 def ensure_compiled(model_path: Path, directory: Path | None = None) -> Path:
-    """Compile into the cache if needed (before starting workers); returns the cache file."""
-    _compiled_model(model_path, directory)
+    """Compile and certify if needed (before starting workers); returns the cache file."""
+    if not certified(model_path, directory):
+        compile_and_check(model_path, directory)
     return cache_path(model_path, directory)
 
 
@@ -79,13 +242,30 @@ class LleavesPredictor:
     """Same interface as :class:`CapiPredictor`: rows already checked to ``num_features``."""
 
     def __init__(
-        self, path: Path, threads: int | None = None, directory: Path | None = None
+        self,
+        path: Path,
+        threads: int | None = None,
+        directory: Path | None = None,
+        check: bool = False,
     ) -> None:
-        self._model = _compiled_model(path, directory)  # owns the code: keep it alive
-        self.num_features: int = int(self._model.num_feature())
-        self.num_class: int = max(1, int(self._model.num_model_per_iteration()))
+        if check and not certified(path, directory):
+            errors = compile_and_check(path, directory)
+            if errors:
+                raise ValueError(f"lleaves disagrees with LightGBM: {errors[0]}")
+        obj = cache_path(path, directory)
+        if not obj.exists():  # compile time (lleaves); serving loads what is already made
+            _compiled_model(path, directory)
+        so = _link(obj)
+        self.shared = so is not None
+        self._model: Any  # owns the code: keep it alive
+        if so is not None:  # no LLVM in this process
+            self._model = ctypes.CDLL(str(so))
+            self._entry = _ENTRY(("forest_root", self._model))
+        else:
+            self._model = _load_object(obj)
+            self._entry = self._model[1]
+        self.num_features, self.num_class = model_shape(path)
         self.threads = threads or cpus.usable_cpus()
-        self._entry = self._model._c_entry_func  # (double* rows, double* out, start, end)
         self._row = (ctypes.c_double * self.num_features)()
         self._out = (ctypes.c_double * self.num_class)()
         self._pool: ThreadPoolExecutor | None = None
