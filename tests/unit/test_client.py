@@ -82,3 +82,41 @@ def test_prepare_sets_length_and_type() -> None:
 )
 def test_parse_server_timing(header: str | None, expected: dict[str, float]) -> None:
     assert parse_server_timing(header) == expected
+
+
+def test_a_kept_alive_connection_closed_while_idle_is_retried_once_on_a_new_one() -> None:
+    """A server's keep-alive timeout closes the connection between two calls: the second call
+    gets nothing back on it, and is sent again on a new connection (as HTTP clients do)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    accepted = []
+
+    def serve() -> None:
+        with listener:
+            for _ in range(2):  # each connection: one answer, then closed (idle timeout)
+                conn, _ = listener.accept()
+                accepted.append(conn)
+                with conn:
+                    data = b""
+                    while b"\r\n\r\n" not in data:
+                        data += conn.recv(4096)
+                    conn.sendall(ok)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    c = RawClient(f"http://127.0.0.1:{port}")
+    request = c.prepare("GET", "/")
+    assert c.send(request).body == b"ok"
+    assert c.send(request).body == b"ok"  # the first connection was closed: a new one
+    c.close()
+    thread.join(5)
+    assert len(accepted) == 2
+
+
+def test_a_fresh_connection_closed_without_an_answer_is_an_error() -> None:
+    url, t = serve_once(b"")
+    c = RawClient(url)
+    with pytest.raises(ClientError):
+        c.send(c.prepare("GET", "/"))
+    t.join(5)

@@ -33,6 +33,10 @@ class Response:
         return json.loads(self.body)
 
 
+class StaleConnection(ClientError):
+    """The server closed the connection without a byte of the answer."""
+
+
 class Client(Protocol):
     """What the protocols need from a client: send one prepared request, wait for the answer."""
 
@@ -69,6 +73,7 @@ class RawClient:
         self.verify = (os.environ.get(INSECURE_TLS_ENV) != "1") if verify is None else verify
         self._sock: socket.socket | None = None
         self._buf = b""
+        self._first = False  # nothing of the current answer received yet
 
     def _connect(self) -> socket.socket:
         if self._sock is None:
@@ -101,18 +106,38 @@ class RawClient:
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
 
     def send(self, prepared: bytes) -> Response:
-        sock = self._connect()
+        """Send and read the answer. A kept-alive connection the server closed while idle (its
+        keep-alive timeout: uvicorn's is 5 s, and a stack waits that long while the others take
+        their turn) is detected by getting nothing back; the request is then sent once more on a
+        new connection, as HTTP clients do, and the reconnect is part of that call's time."""
+        reused = self._sock is not None
         try:
-            sock.sendall(prepared)
-            return self._read_response(sock)
+            return self._exchange(prepared)
+        except (OSError, ClientError) as exc:
+            self.close()
+            if not (reused and isinstance(exc, StaleConnection | ConnectionResetError |
+                                          BrokenPipeError)):  # fmt: skip
+                raise
+        try:
+            return self._exchange(prepared)
         except (OSError, ClientError):
             self.close()
             raise
 
+    def _exchange(self, prepared: bytes) -> Response:
+        sock = self._connect()
+        sock.sendall(prepared)
+        if not self._buf:
+            self._first = True
+        return self._read_response(sock)
+
     def _recv(self, sock: socket.socket) -> None:
         chunk = sock.recv(65536)
         if not chunk:
+            if self._first:
+                raise StaleConnection("connection closed by server before answering")
             raise ClientError("connection closed by server")
+        self._first = False
         self._buf += chunk
 
     def _read_response(self, sock: socket.socket) -> Response:
