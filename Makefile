@@ -13,7 +13,7 @@ GO_SRC := $(wildcard fiber/*.go) fiber/go.mod fiber/go.sum
 BENCH_ARGS ?=
 TRACE_ARGS ?=
 
-.PHONY: help setup lock bench test lint test-unit test-contract test-slow go-test fixtures clean jaeger load-tools peers trace report
+.PHONY: help setup lock bench notebook notebook-docs test lint test-unit test-contract test-slow go-test fixtures clean jaeger load-tools peers trace report
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -74,6 +74,15 @@ bench: setup ## parity, then the benchmark on every stack; prints the tables
 
 trace: setup jaeger ## every request of every stack traced into Jaeger; breakdown table + charts
 	$(CLI) trace $(TRACE_ARGS)
+
+notebook: setup jaeger ## open notebooks/benchmark.ipynb in JupyterLab (installs the notebook extra)
+	$(UV) sync --locked --extra bench --extra dev --extra notebook
+	$(VENV)/bin/jupyter lab notebooks/benchmark.ipynb
+
+notebook-docs: setup jaeger ## run the notebook (full sizes) and render it into docs/notebook/
+	rm -rf docs/notebook
+	$(VENV)/bin/jupyter nbconvert --to markdown --execute --ExecutePreprocessor.timeout=1800 \
+		--output-dir docs/notebook notebooks/benchmark.ipynb
 
 report: $(STAMP) ## Markdown report + plots from the newest results (no rerun)
 	$(CLI) report results/latest
