@@ -56,6 +56,10 @@ container-bench: setup containers-prepare ## native, published-port and host-net
 k8s-tools: $(STAMP) ## helm (Go module proxy) and a kserve venv for checking deploy/ (cached)
 	bash scripts/install-k8s-tools.sh
 
+.PHONY: prometheus
+prometheus: ## a real Prometheus for the metrics test (Debian's package, unpacked into ~/.cache/fiber-endpoints/prometheus)
+	bash scripts/install-prometheus.sh
+
 jaeger: ## a real Jaeger (Go module proxy build, cached in ~/.cache/fiber-endpoints/jaeger)
 	bash scripts/install-jaeger.sh
 
@@ -103,7 +107,7 @@ test-unit: $(STAMP) ## in-process tests, seconds
 test-contract: $(STAMP) $(GO_BIN) ## every stack as a process on loopback: contract suite, parity
 	$(VENV)/bin/pytest -q --tier contract
 
-test-slow: setup jaeger containers-prepare k8s-tools ## Jaeger, load lab, coordinated omission, container commands, bench smoke, compose lab
+test-slow: setup jaeger prometheus containers-prepare k8s-tools ## Jaeger, load lab, coordinated omission, container commands, bench smoke, compose lab
 	$(VENV)/bin/pytest -q --tier slow
 
 go-test: $(GO_BIN)

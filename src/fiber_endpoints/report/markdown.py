@@ -452,6 +452,7 @@ def write(results: dict[str, Any], out_md: Path) -> list[Path]:
     awake = results.get("sequential_keep_awake")
     if awake:
         lines += sequential_section(awake, plot_dir, "plots", "Sequential, CPUs kept awake")
+    lines += observability_sections(results)
     if load:
         lines += load_sections(load, plot_dir, "plots")
     if results.get("v2_comparison"):
@@ -461,6 +462,41 @@ def write(results: dict[str, Any], out_md: Path) -> list[Path]:
         lines += reliability_section(rel)
     out_md.write_text("\n".join(lines).rstrip() + "\n")
     return [out_md, *written]
+
+
+def observability_sections(results: dict[str, Any]) -> list[str]:
+    """The observability cost (``bench --observability-cost``) and start-up times, if run."""
+    from fiber_endpoints.bench import observability, startup
+
+    lines: list[str] = []
+    cost = results.get("observability_cost")
+    if cost and cost.get("stacks"):
+        lines += [
+            "## What metrics and tracing cost",
+            "",
+            f"Each stack against itself with nothing on, interleaved: p50 from the sequential "
+            f"protocol ({cost['samples']} samples × {cost['calls']} calls, paired by sample), "
+            f"req/s and p99 at {cost['connections']} connections from {cost['rounds']} rounds "
+            f"of {cost['slice_s']:g} s wrk slices, alternating. 95 % CIs from resampling whole "
+            "samples / rounds; a goal counts as met only when the CI's worse end is within it.",
+            "",
+            observability.markdown(cost),
+            "",
+            *[f"- {v}" for v in observability.verdicts(observability.summarize(cost))],
+            "",
+        ]
+    start = results.get("startup")
+    if start and start.get("stacks"):
+        lines += [
+            "## Start to first correct answer",
+            "",
+            "Exec to the first `POST /inference` equal to LightGBM's answer, fresh starts, "
+            "compiled model present.",
+            "",
+            startup.markdown(start),
+            "",
+        ]
+    return lines
 
 
 def _opt(v: Any, fmt: str = "{}") -> str:
