@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -130,6 +131,42 @@ def test_server_timing_only_where_the_handler_answered(client: RawClient) -> Non
     assert "server-timing" not in resp.headers
 
 
+NAMES = [f"Column_{i}" for i in range(N)]  # the golden models' names (trained without names)
+
+
+def named(row: list[float], seed: int, names: list[str] = NAMES) -> dict[str, float | None]:
+    """A golden row by feature name, its keys in a shuffled order, NaN as null."""
+    pairs = [(k, None if math.isnan(v) else v) for k, v in zip(names, row, strict=True)]
+    random.Random(seed).shuffle(pairs)
+    return dict(pairs)
+
+
+def test_by_name_matches_lightgbm(client: RawClient) -> None:
+    golden = model.load_golden(MODELS["regression"])
+    with_nan = next(i for i, r in enumerate(golden.rows) if any(math.isnan(v) for v in r))
+    for i in (0, 1, with_nan):  # null is the missing value, as in arrays
+        resp = send(client, "POST", "/inference", body(named(golden.rows[i], seed=i)))
+        assert resp.status == 200, resp.body
+        assert model.within_tolerance(resp.json()["prediction"], golden.predictions[i])
+    rows = [named(r, seed=i) for i, r in enumerate(golden.rows[:9])]
+    resp = send(client, "POST", "/inference/batch", body(rows))
+    assert resp.status == 200, resp.body
+    want = model.Golden(**{**golden.__dict__, "predictions": golden.predictions[:9]})
+    assert model.parity_errors(resp.json()["predictions"], want) == []
+    # Escaped names are their unescaped selves: every key written as \u escapes.
+    escaped = (
+        "{"
+        + ", ".join(
+            '"' + "".join(f"\\u{ord(c):04x}" for c in k) + f'": {json.dumps(v)}'
+            for k, v in named(golden.rows[0], seed=5).items()
+        )
+        + "}"
+    )
+    resp = send(client, "POST", "/inference", b'{"data": ' + escaped.encode() + b"}")
+    assert resp.status == 200, resp.body
+    assert model.within_tolerance(resp.json()["prediction"], golden.predictions[0])
+
+
 def test_parity_on_golden_set(server: servers.Server) -> None:
     result = parity.check(server.url, model.load_golden(MODELS["regression"]))
     assert result.ok, result.errors
@@ -144,6 +181,9 @@ ROW = json.dumps({"data": GOOD_ROW}).encode()
 
 def body(data: object) -> bytes:
     return json.dumps({"data": data}).encode()
+
+
+FULL = dict.fromkeys(NAMES, 0.5)
 
 
 # (id, method, path, body, content type, the exact error every stack must answer)
@@ -180,6 +220,35 @@ BAD_REQUESTS: list[tuple[str, str, str, bytes | None, str | None, contract.Contr
      body([GOOD_ROW, [1.0] * 5 + ["x"] + [1.0] * 14]), JSON, C.not_a_number("data[1][5]")),
     ("batch-too-many-rows", "POST", "/inference/batch",
      body([[0] * N] * (C.MAX_BATCH_ROWS + 1)), JSON, C.batch_too_large(C.MAX_BATCH_ROWS + 1)),
+    ("name-unknown", "POST", "/inference", body({**FULL, "Column_20": 1, "colour": 2}), JSON,
+     C.unknown_or_missing("data", ["Column_20", "colour"], [])),
+    ("name-missing", "POST", "/inference", body({k: 1 for k in NAMES if k != "Column_7"}), JSON,
+     C.unknown_or_missing("data", [], ["Column_7"])),
+    ("name-unknown-and-missing", "POST", "/inference",
+     body({**{k: 1 for k in NAMES[:-1]}, "column_19": 1}), JSON,
+     C.unknown_or_missing("data", ["column_19"], ["Column_19"])),
+    ("name-empty-object", "POST", "/inference", b'{"data": {}}', JSON,
+     C.unknown_or_missing("data", [], NAMES)),
+    ("name-duplicate", "POST", "/inference",
+     b'{"data": {"Column_0": 1, ' + json.dumps(FULL)[1:-1].encode() + b"}}", JSON,
+     C.duplicate_feature("data", "Column_0")),
+    ("name-duplicate-escaped", "POST", "/inference",
+     b'{"data": {"Column\\u005f3": 1, ' + json.dumps(FULL)[1:-1].encode() + b"}}", JSON,
+     C.duplicate_feature("data", "Column_3")),
+    ("name-not-a-number", "POST", "/inference", body({**FULL, "Column_4": "4"}), JSON,
+     C.not_a_number('data["Column_4"]')),
+    ("name-out-of-range", "POST", "/inference",
+     b'{"data": {"Column_2": -1e400, ' + json.dumps(FULL)[1:-1].encode() + b"}}", JSON,
+     C.out_of_range('data["Column_2"]')),
+    ("name-unicode-unknown", "POST", "/inference",
+     b'{"data": {"temp\\u00e9rature": 1, "\\ud800": 2, "\xce\xa9": 3}}', JSON,
+     C.unknown_or_missing("data", ["temp\u00e9rature", "\ufffd", "\u03a9"], NAMES)),
+    ("name-batch-mixed", "POST", "/inference/batch", body([FULL, GOOD_ROW]), JSON,
+     C.mixed_rows("data[1]", True)),
+    ("name-batch-missing", "POST", "/inference/batch", body([FULL, FULL, {}]), JSON,
+     C.unknown_or_missing("data[2]", [], NAMES)),
+    ("name-batch-value", "POST", "/inference/batch", body([FULL, {"Column_0": True}]), JSON,
+     C.not_a_number('data[1]["Column_0"]')),
     ("body-too-large", "POST", "/inference", TOO_BIG, JSON, C.body_too_large()),
     ("unknown-path", "POST", "/predict", b"{}", JSON, C.not_found("/predict")),
     ("trailing-slash", "POST", "/inference/", ROW, JSON, C.not_found("/inference/")),
@@ -252,6 +321,41 @@ def test_other_objectives(stack: str, kind: str, tmp_path: Path) -> None:
         else:
             assert isinstance(pred, float) and 0.0 <= pred <= 1.0
     finally:
+        servers.stop(srv)
+
+
+UNICODE_NAMES = ["température", "größe_cm", "Ω", "x.y", "a\\b"]
+
+
+@pytest.mark.parametrize("stack", sorted(stacks.STACKS))
+def test_unicode_feature_names(stack: str, tmp_path: Path) -> None:
+    """A model whose names are not ASCII (and one holds a backslash): the same names, escaped
+    or not, give LightGBM's prediction in every stack; the same message names them."""
+    import lightgbm as lgb
+    import numpy as np
+
+    x = np.random.default_rng(0).normal(size=(300, len(UNICODE_NAMES)))
+    data = lgb.Dataset(x, label=x[:, 0] - x[:, 4], feature_name=UNICODE_NAMES)
+    booster = lgb.train({"objective": "regression", "verbose": -1, "num_leaves": 7}, data, 5)
+    path = tmp_path / "unicode.txt"
+    booster.save_model(str(path))
+    row = [0.5, -1.0, 2.0, 0.25, -0.75]
+    want = float(booster.predict(np.array([row]))[0])
+    srv = servers.start(stack, path, log_dir=tmp_path, timeout=120,
+                        env={"FIBER_ENDPOINTS_PREDICTOR": "capi"})  # fmt: skip
+    c = RawClient(srv.url, timeout=15)
+    try:
+        by_name = dict(reversed(list(zip(UNICODE_NAMES, row, strict=True))))
+        for raw in (json.dumps({"data": by_name}, ensure_ascii=False).encode(),
+                    json.dumps({"data": by_name}, ensure_ascii=True).encode()):  # fmt: skip
+            resp = send(c, "POST", "/inference", raw)
+            assert resp.status == 200, resp.body
+            assert resp.json()["prediction"] == pytest.approx(want, rel=1e-9)
+        resp = send(c, "POST", "/inference", body({"Température": 1, "a\\b": 2}))
+        expected = C.unknown_or_missing("data", ["Température"], UNICODE_NAMES[:4])
+        assert (resp.status, error_of(resp)) == (expected.status, expected.message)
+    finally:
+        c.close()
         servers.stop(srv)
 
 
