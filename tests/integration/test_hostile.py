@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from fiber_endpoints import model, stacks
-from fiber_endpoints.bench import hostile, servers
+from fiber_endpoints.bench import hostile, reliability, servers
 
 pytestmark = pytest.mark.slow
 
@@ -46,6 +46,7 @@ def test_hostile_case_holds(stack: tuple[servers.Server, float], case: str) -> N
         f"{srv.name} {case}: {result.detail}; bystander p99 {result.bystander_p99_ms:.2f} ms"
         f" ({result.p99_ratio:.1f}x alone), attack CPU {result.attack_cpu_s:.2f} s"
     )
+    reliability.record(f"hostile_{case}", srv.name, reliability.hostile_case(result))
     assert result.ok, result
     assert result.bystander_errors == 0, result
     assert result.healthy_after, result

@@ -412,26 +412,21 @@ class SoakPhase:
 # The whole table ----------------------------------------------------------------------------
 
 
+def hostile_case(r: hostile.CaseResult) -> HostileCase:
+    return HostileCase(
+        case=r.case, held=r.held, ok=r.ok, detail=r.detail, statuses=r.statuses,
+        bystander_requests=r.bystander_requests, bystander_errors=r.bystander_errors,
+        bystander_p99_ms=round(r.bystander_p99_ms, 3), alone_p99_ms=round(r.alone_p99_ms, 3),
+        attack_cpu_s=round(r.attack_cpu_s, 3), wall_s=round(r.wall_s, 2),
+    )  # fmt: skip
+
+
 def run_hostile(server: servers.Server) -> list[HostileCase]:
     alone = hostile.alone_p99(server.url)
     cases: list[HostileCase] = []
     for case in hostile.CASES:
         r = hostile.run_case(server.name, server.url, case, alone)
-        cases.append(
-            HostileCase(
-                case=case,
-                held=r.held,
-                ok=r.ok,
-                detail=r.detail,
-                statuses=r.statuses,
-                bystander_requests=r.bystander_requests,
-                bystander_errors=r.bystander_errors,
-                bystander_p99_ms=round(r.bystander_p99_ms, 3),
-                alone_p99_ms=round(alone, 3),
-                attack_cpu_s=round(r.attack_cpu_s, 3),
-                wall_s=round(r.wall_s, 2),
-            )
-        )
+        cases.append(hostile_case(r))
         print(f"  {server.name} {case}: held={r.held} {r.detail}", flush=True)
     return cases
 
@@ -450,6 +445,8 @@ def collect_records(where: Path) -> dict[str, StackReliability]:
             part["shutdown"] = data
         elif kind == "overload":
             part["overload"] = data
+        elif kind.startswith("hostile_"):
+            part.setdefault("hostile", []).append(data)
     return out
 
 
