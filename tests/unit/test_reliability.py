@@ -46,3 +46,15 @@ def test_validate_refuses_another_schema_and_incomplete_cases() -> None:
     bad = {"schema": reliability.SCHEMA, "machine": {}, "stacks": {"x": {"hostile": [{}]}}}
     with pytest.raises(ValueError):
         reliability.validate(bad)
+
+
+def test_bench_soak_adds_the_soak_phase() -> None:
+    from fiber_endpoints.bench import runner
+    from fiber_endpoints.bench.context import BenchConfig
+    from fiber_endpoints.cli import build_parser
+
+    args = build_parser().parse_args(["bench", "--soak", "10", "--no-load"])
+    assert args.soak == 10.0
+    names = [p.name for p in runner.phases(BenchConfig(stacks=["fiber"], soak_minutes=10))]
+    assert names[-1] == "soak"
+    assert "soak" not in [p.name for p in runner.phases(BenchConfig(stacks=["fiber"]))]
