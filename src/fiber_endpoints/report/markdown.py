@@ -538,7 +538,9 @@ def reliability_section(doc: reliability.ReliabilityDoc) -> list[str]:
                 else "–",
                 f"{ov['rss_before_mib']:.0f} → {ov['rss_max_mib']:.0f}" if ov else "–",
                 f"{sd['failed']}/{sd['before']}, exit {sd['exit']}" if sd else "–",
-                f"{so['errors']} in {so['requests']:,}" if so else "–",
+                f"{so['errors']} in {so['requests']:,} ({so.get('unsent', 0):,} unsent)"
+                if so
+                else "–",
                 f"{so['rss_drift_pct']:+.2f} %" if so else "–",
             ]
         )
