@@ -442,7 +442,11 @@ def collect_records(where: Path) -> dict[str, StackReliability]:
     """The tests' records (``record``): fuzz counts and shutdown figures per stack."""
     out: dict[str, StackReliability] = {}
     for path in sorted(where.glob("*.json")):
-        kind, _, name = path.stem.partition("-")
+        # "<kind>-<stack>": stack names and case names both hold dashes; the stack is a suffix.
+        name = next((n for n in stacks.STACKS if path.stem.endswith("-" + n)), None)
+        if name is None:
+            continue
+        kind = path.stem[: -len(name) - 1]
         data = json.loads(path.read_text())
         part = out.setdefault(name, {})
         if kind == "fuzz":
