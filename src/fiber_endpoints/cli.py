@@ -134,10 +134,14 @@ def _bench(args: argparse.Namespace) -> int:
     targets = _parse_targets(args.target)
     # Default: every registered stack; with --target only, just the given endpoints.
     names = args.stacks.split(",") if args.stacks else (list(targets) or list(stacks.STACKS))
-    for name in names:
-        if name not in targets:
-            stacks.get(name)
-    peer_names = _peer_names(args, only_targets=bool(targets) and not args.stacks)
+    try:
+        for name in names:
+            if name not in targets:
+                stacks.get(name)
+        peer_names = _peer_names(args, only_targets=bool(targets) and not args.stacks)
+    except (KeyError, ValueError) as exc:
+        print(f"bench: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 2
     try:
         config = BenchConfig(
             stacks=names,
@@ -218,16 +222,20 @@ def _compare(args: argparse.Namespace) -> int:
         print(f"compare: {exc}", file=sys.stderr)
         return 2
     changes = compare.compare(a, b)
-    if not changes:
+    lost = compare.lost(a, b)
+    if not changes and not lost:
         print("compare: the two runs share no stack and headline number", file=sys.stderr)
         return 2
     threshold = args.max_regression / 100.0
     print(compare.markdown(changes, threshold))
-    regressions = [c for c in changes if c.regressed(threshold)]
-    for c in regressions:
-        print(f"REGRESSION: {c.stack} {compare.METRICS[c.metric][0]} {c.relative:+.1%}",
-              file=sys.stderr)  # fmt: skip
-    return 1 if regressions else 0
+    regressions = [
+        f"{c.stack} {compare.METRICS[c.metric][0]} {c.relative:+.1%}"
+        for c in changes
+        if c.regressed(threshold)
+    ]
+    for line in regressions + lost:
+        print(f"REGRESSION: {line}", file=sys.stderr)
+    return 1 if regressions or lost else 0
 
 
 def _add_train(sub: Any) -> None:

@@ -34,9 +34,12 @@ def failures(step: Step) -> int:
 
 
 def error_share(step: Step) -> float:
-    """Failures over everything attempted in the step (0 when nothing was attempted)."""
-    attempted = int(step.get("requests", 0)) + int(step.get("errors", 0))
-    return failures(step) / attempted if attempted else 0.0
+    """Failures over everything attempted in the step (0 when nothing was attempted). An open
+    step's ``requests`` are the requests sent, failed ones included; a closed step's are the
+    answers, and its socket errors come on top."""
+    sent = int(step.get("requests", 0))
+    attempted = sent if "rate" in step else sent + int(step.get("errors", 0))
+    return min(1.0, failures(step) / attempted) if attempted else 0.0
 
 
 def within_slo(

@@ -74,10 +74,12 @@ def decode_histogram(encoded: str) -> Any:
     return HdrHistogram.decode(encoded.encode("ascii"))
 
 
-def merge_histograms(encoded: Iterable[str]) -> Any:
+def merge_histograms(encoded: Iterable[str | None]) -> Any:
+    """One histogram of many (a step with no latency at all, every request failed, has none)."""
     total = new_histogram()
     for e in encoded:
-        total.add(decode_histogram(e))
+        if e:
+            total.add(decode_histogram(e))
     return total
 
 

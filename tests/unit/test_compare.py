@@ -87,3 +87,14 @@ def test_cli_exit_codes_gate_a_ci_job(tmp_path: Path, capsys: pytest.CaptureFixt
     assert cli.main(["compare", str(a), str(b), "--max-regression", "90"]) == 0
     (tmp_path / "old.json").write_text(json.dumps({"schema": "fiber-endpoints/results/1"}))
     assert cli.main(["compare", str(a), str(tmp_path / "old.json")]) == 2
+
+
+def test_what_b_did_not_measure_and_b_failing_are_regressions_too() -> None:
+    a = run_doc(100e-6, (1000, 1100))
+    b = run_doc(100e-6, (1000, 1100))
+    b["sequential"]["stacks"] = {}  # fiber's sequential numbers are gone (failed parity)
+    b["verdict"] = {"ok": False, "problems": ["fiber: parity failed, not timed"]}
+    lost = compare.lost(a, b)
+    assert "fiber: sequential p50 not measured in B" in lost
+    assert "B failed: fiber: parity failed, not timed" in lost
+    assert compare.lost(a, a) == []

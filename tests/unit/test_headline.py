@@ -94,6 +94,10 @@ def test_error_share_counts_socket_errors_and_non_2xx() -> None:
     assert headline.error_share(closed_step(0.0, requests=60, non2xx=10, errors=40)) == 0.5
     assert headline.error_share(closed_step(0.0, requests=0)) == 0.0
     assert headline.failures(closed_step(0.0, non2xx=3, errors=2)) == 5
+    # Open loop: requests are what was sent, the failed ones among them.
+    assert headline.error_share(open_step(requests=100, errors=100)) == 1.0
+    assert headline.error_share(open_step(requests=100, errors=70)) == pytest.approx(0.7)
+    assert headline.error_share(open_step(requests=100, errors=30, non2xx=30)) == 0.6
 
 
 def test_ratio_over_rounds_is_median_over_median_with_the_per_round_range() -> None:

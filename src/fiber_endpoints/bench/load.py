@@ -298,17 +298,25 @@ def run(
         for c in config.connections:
             slices.each(f"closed c={c}", "closed", config.duration_s + config.warmup_s, closed(c))
     if "open" in config.modes:
-        rates = {n: _rates(config, slices.of(n), slices.targets[n], own[speaks[n].name][1],
-                           own[speaks[n].name][0], client)
-                 for n in slices.names if not any(r["error"] for r in slices.of(n))}  # fmt: skip
-        for i in range(len(config.rates or config.rate_fractions)):
+        rates: dict[str, list[float]] = {}
+        for n in slices.names:
+            if any(r["error"] for r in slices.of(n)):
+                continue
+            try:
+                path, bodies_n = own[speaks[n].name][1], own[speaks[n].name][0]
+                rates[n] = _rates(config, slices.of(n), slices.targets[n], path, bodies_n, client)
+            except (ValueError, OSError, RuntimeError) as exc:  # no peak: every closed step failed
+                slices.records[(0, n)]["error"] = f"open loop: {exc}"
+        planned = len(config.rates or config.rate_fractions)
+        for i in range(planned):
             seconds = config.open_duration_s + config.open_warmup_s
             slices.each(f"open rate {i + 1}", "open", seconds, opened(rates, i))
         for record in slices.records.values():
-            record["slo"] = {
-                "slo_ms": config.slo_ms,
-                "max_rate": headline.max_rate_under_slo(record["open"], config.slo_ms),
-            }
+            if len(record["open"]) == planned:  # a round cut short has no rate at SLO, not 0
+                record["slo"] = {
+                    "slo_ms": config.slo_ms,
+                    "max_rate": headline.max_rate_under_slo(record["open"], config.slo_ms),
+                }
     for size in sizes:
         seconds = config.batch_duration_s + config.batch_warmup_s
         slices.each(f"batch {size} rows", "batch", seconds, batch(size))

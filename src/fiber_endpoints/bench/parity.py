@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from fiber_endpoints import contract
 from fiber_endpoints.bench.client import RawClient
 from fiber_endpoints.bench.protocols import Contract, WireProtocol
 from fiber_endpoints.model import Golden, parity_errors
@@ -24,14 +25,24 @@ class ParityResult:
         return {"ok": self.ok, "checked_rows": self.checked_rows, "errors": self.errors}
 
 
+def _batches(proto: WireProtocol, rows: np.ndarray) -> list[bytes]:
+    """The rows as batch bodies under the contract's body limit: all in one when they fit, else
+    halves, recursively (a wide model's rows are checked in batches too, never refused)."""
+    body = proto.body(rows, True)
+    if len(body) <= contract.MAX_BODY_BYTES or len(rows) == 1:
+        return [body]
+    half = len(rows) // 2
+    return _batches(proto, rows[:half]) + _batches(proto, rows[half:])
+
+
 def check(
     url: str,
     golden: Golden,
     protocol: WireProtocol | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> ParityResult:
-    """Every golden row alone, then all of them in one batch, over ``protocol`` (default: the
-    contract); each prediction within the parity tolerance of LightGBM's."""
+    """Every golden row alone, then all of them in batches (one when they fit the body limit),
+    over ``protocol`` (default: the contract); each prediction within the parity tolerance."""
     proto = protocol or Contract()
     rows = np.asarray(golden.rows, dtype=np.float64)
     client = RawClient(url)
@@ -49,11 +60,14 @@ def check(
             singles += proto.predictions(resp.json(), False)[:1]
         else:
             errors += [f"{single_path} {e}" for e in parity_errors(singles, golden)]
-        resp = client.send(client.prepare("POST", batch_path, proto.body(rows, True), extra))
-        if resp.status != 200:
-            errors.append(f"{batch_path} (batch): HTTP {resp.status}: {resp.body[:200]!r}")
+        batch: list[Any] = []
+        for chunk in _batches(proto, rows):
+            resp = client.send(client.prepare("POST", batch_path, chunk, extra))
+            if resp.status != 200:
+                errors.append(f"{batch_path} (batch): HTTP {resp.status}: {resp.body[:200]!r}")
+                break
+            batch += proto.predictions(resp.json(), True)
         else:
-            batch = proto.predictions(resp.json(), True)
             errors += [f"{batch_path} (batch) {e}" for e in parity_errors(batch, golden)]
     except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
         errors.append(f"{type(exc).__name__}: {exc}")

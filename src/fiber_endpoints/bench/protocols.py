@@ -6,24 +6,13 @@ sequential protocol and the load lab send the same rows the same way over either
 
 from __future__ import annotations
 
-import json
-import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from fiber_endpoints import contract, v2
-from fiber_endpoints.bench.workload import encode_body
-
-
-def _nulls(values: Sequence[float]) -> list[float | None]:
-    return [None if math.isnan(v) else v for v in values]
-
-
-def _compact(payload: Any) -> bytes:
-    return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+from fiber_endpoints.bench.workload import compact_json, encode_body, json_values
 
 
 @dataclass(frozen=True)
@@ -86,9 +75,9 @@ class V2(WireProtocol):
             "name": v2.INPUT_NAME,
             "shape": list(sent.shape),
             "datatype": "FP64",
-            "data": _nulls(sent.ravel().tolist()),
+            "data": json_values(sent.ravel().tolist()),
         }
-        return _compact({"inputs": [tensor]})
+        return compact_json({"inputs": [tensor]})
 
     def predictions(self, answer: Any, batch: bool) -> list[Any]:
         out = answer["outputs"][0]
@@ -110,7 +99,7 @@ class BentoJSON(WireProtocol):
 
     def body(self, rows: np.ndarray, batch: bool) -> bytes:
         sent = rows if batch else rows[:1]
-        return _compact({"data": [_nulls(r) for r in sent.tolist()]})
+        return compact_json({"data": [json_values(r) for r in sent.tolist()]})
 
     def predictions(self, answer: Any, batch: bool) -> list[Any]:
         data = np.asarray(answer, dtype=np.float64)

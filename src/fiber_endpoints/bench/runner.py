@@ -8,6 +8,7 @@ under load, a stack that did not run.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
@@ -199,7 +200,17 @@ OURS_ON = "Prometheus metrics on (GET /metrics), tracing off (no OTEL_* set), no
 
 
 def run(config: BenchConfig) -> tuple[Path, schema.ResultsDoc]:
-    """Run the benchmark; returns the results file and the document written to it."""
+    """Run the benchmark; returns the results file and the document written to it. The
+    calling process is the client: it is pinned for the run and given its CPUs back after
+    (a notebook or script calls this more than once)."""
+    before = os.sched_getaffinity(0)
+    try:
+        return _run(config)
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def _run(config: BenchConfig) -> tuple[Path, schema.ResultsDoc]:
     config = replace(config, stacks=list(dict.fromkeys([*config.stacks, *config.targets])))
     ctx = context.make(config)
     console.print(f"workload: {ctx.workload.source} ({ctx.workload.num_features} features)")

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fiber_endpoints import contract, model
+from fiber_endpoints.bench import user_rows
 
 if TYPE_CHECKING:
     from fiber_endpoints.bench.protocols import WireProtocol
@@ -46,14 +47,20 @@ class WorkloadError(ValueError):
 def encode_body(data: Any) -> bytes:
     """The one request-body encoding of the contract: ``{"data": row}`` or ``{"data": rows}``,
     compact JSON, floats as their shortest round-trip text, a missing value (NaN) as ``null``."""
-    return json.dumps({"data": _nulls(data)}, separators=(",", ":"), allow_nan=False).encode()
+    return compact_json({"data": json_values(data)})
 
 
-def _nulls(data: Any) -> Any:
+def compact_json(payload: Any) -> bytes:
+    """JSON as every protocol's body is sent: compact, and never a NaN/Infinity token."""
+    return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+
+
+def json_values(data: Any) -> Any:
+    """Numbers (nested lists or arrays) as JSON values: floats, and ``None`` for a missing one."""
     if isinstance(data, np.ndarray):
         data = data.tolist()
     if isinstance(data, list | tuple):
-        return [_nulls(v) for v in data]
+        return [json_values(v) for v in data]
     if data is None:
         return None
     value = float(data)
@@ -149,7 +156,12 @@ def load(model_path: Path, rows_file: Path | None = None) -> Workload:
     """The run's workload for ``model_path`` (see the module docstring for the order)."""
     import lightgbm as lgb
 
-    booster = lgb.Booster(model_file=str(model_path))
+    if not model_path.is_file():
+        raise WorkloadError(f"{model_path}: no such model file")
+    try:
+        booster = lgb.Booster(model_file=str(model_path))
+    except lgb.basic.LightGBMError as exc:
+        raise WorkloadError(f"{model_path}: not a LightGBM text model ({exc})") from None
     names = list(booster.feature_name())
     objective = str(booster.dump_model(num_iteration=1).get("objective", "?")).split()[0]
     num_class = max(1, booster.num_model_per_iteration())
@@ -171,10 +183,17 @@ def load(model_path: Path, rows_file: Path | None = None) -> Workload:
             parity_expected=golden.predictions,
         )
     if rows_file is not None:
-        rows = read_rows(
-            rows_file, names, booster.pandas_categorical, categorical_features(booster)
-        )
+        try:
+            read = user_rows.read(
+                rows_file, names, booster.pandas_categorical, categorical_features(booster)
+            )
+        except user_rows.RowsError as exc:
+            raise WorkloadError(str(exc)) from None
+        rows = read.values
         source = f"rows from {rows_file}"
+        if read.unmatched:
+            unseen = ", ".join(f"{n}: {k}" for n, k in read.unmatched.items())
+            source += f" (values not in the model's categories, sent as missing: {unseen})"
     else:
         rows = rows_from_model(booster, GENERATED_ROWS, GENERATED_SEED)
         source = f"{GENERATED_ROWS} rows generated from the model's split thresholds"
@@ -195,51 +214,6 @@ def categorical_features(booster: Any) -> list[int]:
     """Indices of the model's categorical features (``feature_infos`` lists their categories)."""
     infos = booster.dump_model(num_iteration=1).get("feature_infos", {})
     return [i for i, name in enumerate(booster.feature_name()) if infos.get(name, {}).get("values")]
-
-
-def read_rows(
-    path: Path,
-    feature_names: Sequence[str],
-    pandas_categorical: Sequence[Sequence[Any]] | None,
-    categorical: Sequence[int],
-) -> np.ndarray:
-    """A CSV or Parquet file with a header, as float rows in the model's feature order."""
-    import pandas as pd
-
-    if path.suffix.lower() in (".parquet", ".pq"):
-        frame = pd.read_parquet(path)
-    elif path.suffix.lower() in (".csv", ".txt"):
-        frame = pd.read_csv(path)
-    else:
-        raise WorkloadError(f"{path}: rows must be a .csv or .parquet file with a header")
-    columns = [str(c) for c in frame.columns]
-    missing = [n for n in feature_names if n not in columns]
-    if missing:
-        raise WorkloadError(
-            f"{path}: the model's features {missing[:10]} are not columns of the file "
-            f"(columns: {columns[:10]}{' ...' if len(columns) > 10 else ''})"
-        )
-    frame = frame[list(feature_names)]
-    tables = dict(zip(categorical, pandas_categorical or [], strict=False))
-    out = np.empty((len(frame), len(feature_names)), dtype=np.float64)
-    for j, name in enumerate(feature_names):
-        column = frame[name]
-        if j in tables:
-            codes = {v: float(k) for k, v in enumerate(tables[j])}
-            # As LightGBM maps a pandas category it has not seen: missing.
-            out[:, j] = [codes.get(v, math.nan) for v in column]
-            continue
-        numeric = pd.to_numeric(column, errors="coerce")
-        bad = column.notna() & numeric.isna()
-        if bad.any():
-            raise WorkloadError(
-                f"{path}: column {name!r} has non-numeric values (e.g. {column[bad].iloc[0]!r}) "
-                "and the model has no category table for it"
-            )
-        out[:, j] = numeric.to_numpy(dtype=np.float64, na_value=np.nan)
-    if not len(out):
-        raise WorkloadError(f"{path}: no rows")
-    return out
 
 
 def rows_from_model(booster: Any, n: int, seed: int) -> np.ndarray:

@@ -103,12 +103,14 @@ class WrkResult:
 
     @property
     def ok(self) -> int:
-        """Answers with a 2xx status (wrk counts every other status as a ``status`` error)."""
+        """Answers below 400: wrk counts a status > 399 as a ``status`` error (its own rule; a
+        3xx counts as answered here, where vegeta would call it non-2xx: the stacks never
+        redirect, a gateway in front of a ``--target`` might)."""
         return max(0, self.requests - self.errors.get("status", 0))
 
     @property
     def rps(self) -> float:
-        """2xx answers per second: an error is never throughput."""
+        """Answers per second, errors excluded: an error is never throughput."""
         return self.ok / self.duration_s if self.duration_s else 0.0
 
     def to_json(self) -> dict[str, Any]:

@@ -23,11 +23,19 @@ NEAR_CEILING = 0.7  # a stack above 70 % of the generator's ceiling is measured 
 
 
 def runs_by_stack(load: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Every stack's round records, in round order. A round that failed part-way keeps the steps
+    it finished (its other numbers are missing, not zero); ``failed_runs`` lists why."""
     out: dict[str, list[dict[str, Any]]] = {}
-    for run in load.get("runs", []):
-        if not run.get("error"):
-            out.setdefault(run["stack"], []).append(run)
+    for run in sorted(load.get("runs", []), key=lambda r: r["round"]):
+        out.setdefault(run["stack"], []).append(run)
     return {name: out[name] for name in summary.stack_order(out)}
+
+
+def by_round(runs: Sequence[dict[str, Any]], value: Any, rounds: Sequence[int]) -> list[Any]:
+    """``value(run)`` for each round in ``rounds`` (None where the stack has no such round), so
+    a stack and the control are compared round by round, never by position."""
+    at = {r["round"]: value(r) for r in runs}
+    return [at.get(k) for k in rounds]
 
 
 def failed_runs(load: dict[str, Any]) -> list[dict[str, Any]]:
@@ -59,16 +67,11 @@ class StepSummary:
         return bool(self.errors or self.non2xx)
 
     def within_slo(self, slo_ms: float) -> bool:
-        """An open-loop step merged over rounds, judged by the one SLO rule."""
-        return headline.within_slo(
-            p99_us=self.latency.get("p99") if self.latency.get("count") else None,
-            slo_ms=slo_ms,
-            failures=self.errors + self.non2xx,
-            achieved_rps=self.rps or 0.0,
-            rate=self.key,
-            unsent=self.extra.get("unsent") or 0.0,
-            scheduled=self.key * float(self.extra.get("duration_s") or 0.0),
-        )
+        """An open-loop step merged over rounds met the SLO when it did in at least half of its
+        rounds, each judged by the one rule (``headline.step_within_slo``) as the load lab
+        judged it: the same decision as the median of the rounds' max rates at SLO."""
+        met = self.extra.get("rounds_within_slo")
+        return met is not None and 2 * met >= self.rounds
 
 
 def closed_loop_stall(latency: dict[str, Any]) -> bool:
@@ -124,8 +127,9 @@ def batch_steps(runs: Sequence[dict[str, Any]]) -> list[StepSummary]:
 
 
 def open_steps(runs: Sequence[dict[str, Any]]) -> list[StepSummary]:
-    """Open-loop steps by their position in the rate plan (rates are per-round fractions of each
-    round's own peak, so they differ a little between rounds); ``key`` is the median rate."""
+    """Open-loop steps by their position in the rate plan (one plan per stack, from its median
+    closed-loop peak); ``key`` is the rate. Each step also says in how many rounds it met the SLO,
+    judged per round as the load lab judged it (``rounds_within_slo``)."""
     by: dict[int, list[dict[str, Any]]] = {}
     for run in runs:
         for i, s in enumerate(run.get("open", [])):
@@ -138,6 +142,10 @@ def open_steps(runs: Sequence[dict[str, Any]]) -> list[StepSummary]:
         summary.extra["service_latency"] = stats.histogram_summary(
             stats.merge_histograms(s["service_hdr"] for s in steps if s.get("service_hdr"))
         )
+        slo_ms = next(((r.get("slo") or {}).get("slo_ms") for r in runs if r.get("slo")), None)
+        summary.extra["rounds_within_slo"] = (
+            sum(headline.step_within_slo(s, slo_ms) for s in steps) if slo_ms else None
+        )
         out.append(summary)
     return out
 
@@ -147,8 +155,12 @@ def peak_rps(run: dict[str, Any]) -> float | None:
 
 
 def slo_rate(run: dict[str, Any]) -> float | None:
-    value = (run.get("slo") or {}).get("max_rate")
-    return float(value) if value is not None else None
+    """The round's throughput at SLO: 0 when no rate tried met it (a miss counts, it is not
+    left out of the median), None when the round did not finish its open-loop sweep."""
+    slo = run.get("slo")
+    if not slo:
+        return None
+    return float(slo["max_rate"]) if slo.get("max_rate") is not None else 0.0
 
 
 def peak_cpu(run: dict[str, Any]) -> float | None:
@@ -204,15 +216,12 @@ def summarise(load: dict[str, Any], control: str = CONTROL) -> list[StackSummary
         best = max(closed, key=lambda s: s.rps or 0.0) if closed else None
         ratios: dict[str, dict[str, Any] | None] = {}
         if ctrl:
-            ratios["peak_rps"] = headline.ratio_over_rounds(
-                [peak_rps(r) for r in runs], [peak_rps(r) for r in ctrl]
-            )
-            ratios["slo_rate"] = headline.ratio_over_rounds(
-                [slo_rate(r) for r in runs], [slo_rate(r) for r in ctrl]
-            )
-            ratios["cpu_per_req"] = headline.ratio_over_rounds(
-                [peak_cpu(r) for r in runs], [peak_cpu(r) for r in ctrl]
-            )
+            rounds = sorted({r["round"] for r in (*runs, *ctrl)})
+            for key, value in (("peak_rps", peak_rps), ("slo_rate", slo_rate),
+                               ("cpu_per_req", peak_cpu)):  # fmt: skip
+                ratios[key] = headline.ratio_over_rounds(
+                    by_round(runs, value, rounds), by_round(ctrl, value, rounds)
+                )
             if first_c is not None:
                 ratios["p50_latency"] = latency_ratio(runs, ctrl, first_c)
         out.append(

@@ -17,6 +17,7 @@ from typing import Any
 
 from fiber_endpoints import headline, stats
 from fiber_endpoints.bench import servers
+from fiber_endpoints.report import analysis
 
 # (name, unit, True when higher is better)
 METRICS = {
@@ -77,7 +78,7 @@ def headline_values(doc: Mapping[str, Any]) -> dict[str, dict[str, Value]]:
     for name, runs in by_stack.items():
         per_round = {
             "peak_rps": [headline.peak_rps(r["closed"]) for r in runs],
-            "slo_rate": [(r.get("slo") or {}).get("max_rate") for r in runs],
+            "slo_rate": [analysis.slo_rate(r) for r in runs],
             "cpu_us_per_req": [
                 (headline.cpu_ms_per_request_at_peak(r["closed"]) or 0) * 1000 or None for r in runs
             ],
@@ -100,6 +101,23 @@ def compare(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[Change]:
         for metric in METRICS
         if metric in va[stack] and metric in vb[stack]
     ]
+
+
+def lost(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    """What run A measured that run B did not (a stack that failed parity or did not start, a
+    rate at SLO that no round reached...) and B's own verdict: each is a regression to gate on,
+    never a row silently left out."""
+    va, vb = headline_values(a), headline_values(b)
+    out = [f"{stack}: not measured in B" for stack in va if stack not in vb]
+    out += [
+        f"{stack}: {METRICS[m][0]} not measured in B"
+        for stack in va
+        if stack in vb
+        for m in va[stack]
+        if m not in vb[stack]
+    ]
+    out += [f"B failed: {p}" for p in (b.get("verdict") or {}).get("problems", [])]
+    return out
 
 
 def markdown(changes: list[Change], threshold: float) -> str:

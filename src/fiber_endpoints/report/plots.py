@@ -46,6 +46,11 @@ def _legend(ax: Axes, **kwargs: Any) -> None:
         ax.legend(**kwargs)
 
 
+def _measured(steps: list[analysis.StepSummary]) -> list[analysis.StepSummary]:
+    """Steps with a latency to draw (a step whose every request failed has none)."""
+    return [s for s in steps if s.latency.get("count")]
+
+
 def _finish(fig: Figure) -> Figure:
     """Lay out and detach from pyplot: the caller owns the figure (saves it, or a notebook
     shows the returned object once, not again as an open pyplot figure)."""
@@ -121,7 +126,7 @@ def throughput_vs_p99(load: dict[str, Any]) -> Figure | None:
     fig, ax = plt.subplots(figsize=(8, 5))
     slo_ms = None
     for name, runs in by.items():
-        closed = analysis.closed_steps(runs)
+        closed = _measured(analysis.closed_steps(runs))
         if closed:
             xs = [s.rps or 0 for s in closed]
             ys = [s.latency["p99"] / 1000.0 for s in closed]
@@ -135,7 +140,7 @@ def throughput_vs_p99(load: dict[str, Any]) -> Figure | None:
                     fontsize=7,
                     color=col[name],
                 )
-        opened = analysis.open_steps(runs)
+        opened = _measured(analysis.open_steps(runs))
         if opened:
             ax.plot(
                 [s.rps or 0 for s in opened],
@@ -218,7 +223,7 @@ def batch_scaling(load: dict[str, Any]) -> Figure | None:
     col = colours(list(by))
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
     for name, runs in by.items():
-        steps = analysis.batch_steps(runs)
+        steps = _measured(analysis.batch_steps(runs))
         if not steps:
             continue
         xs = [s.key for s in steps]
