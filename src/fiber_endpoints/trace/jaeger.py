@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -21,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fiber_endpoints.bench.servers import free_port, tail
+from fiber_endpoints.bench.servers import free_port, launch, stop_process, tail
 from fiber_endpoints.paths import CACHE_DIR, PROJECT_ROOT
 from fiber_endpoints.trace.spans import Span, parse_otlp
 
@@ -199,22 +198,7 @@ def start(
         env.update(SPAN_STORAGE_TYPE="memory", MEMORY_MAX_TRACES=str(max_traces))
     else:
         raise JaegerError(f"unknown Jaeger kind {inst.kind!r} in {home()}")
-    pin = set(cpus) if cpus else None
-
-    def place() -> None:
-        if pin:
-            os.sched_setaffinity(0, pin)
-
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            cmd,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            preexec_fn=place,
-            start_new_session=True,
-        )
+    proc = launch(cmd, cpus=cpus, env=env, log_path=log_path)
     jaeger = Jaeger(
         f"http://{host}:{otlp_port}", f"http://{host}:{query_port}", inst, proc, log_path
     )
@@ -239,15 +223,7 @@ def start(
 
 
 def stop(jaeger: Jaeger, timeout: float = 10.0) -> None:
-    proc = jaeger.process
-    if proc is None or proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    stop_process(jaeger.process, timeout)
 
 
 def otel_env(
