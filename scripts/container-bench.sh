@@ -37,4 +37,5 @@ for s in "${STACKS[@]}"; do
   args+=(--target "$s-hostnet=http://127.0.0.1:$((PORT[$s] + 1000))")
   names+=",$s-docker,$s-hostnet"
 done
-"$CLI" bench --stacks "$names" "${args[@]}" "$@"
+# --no-peers: the V2 peers comparison (MLServer, KServe, BentoML) is not about containers.
+"$CLI" bench --stacks "$names" "${args[@]}" --no-peers "$@"
