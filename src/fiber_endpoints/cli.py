@@ -166,7 +166,8 @@ def _bench(args: argparse.Namespace) -> int:
             observability_cost=args.observability_cost,
             observability_rounds=args.observability_rounds,
             observability_slice_s=args.observability_slice,
-            startup=not args.no_startup,
+            # With the load lab (a full benchmark) unless --no-startup; --startup forces it.
+            startup=(args.startup or args.load) and not args.no_startup,
             load=_load_config(args),
             soak_minutes=args.soak,
             out_base=args.out or results.RESULTS_DIR,
@@ -410,6 +411,11 @@ def _add_bench(sub: Any) -> None:
                    help="closed-loop slices per instance for --observability-cost")  # fmt: skip
     p.add_argument("--observability-slice", type=float, default=2.0,
                    help="seconds per closed-loop slice for --observability-cost")  # fmt: skip
+    p.add_argument(
+        "--startup",
+        action="store_true",
+        help="time each stack's start to its first correct answer (default: with the load phase)",
+    )
     p.add_argument(
         "--no-startup",
         action="store_true",
