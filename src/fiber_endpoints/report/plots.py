@@ -34,6 +34,13 @@ def colours(names: Sequence[str]) -> dict[str, str]:
     return {n: matplotlib.colors.to_hex(palette[i % len(palette)]) for i, n in enumerate(known)}
 
 
+def shown(name: str) -> str:
+    """A stack's name in a legend; a peer (peers/__init__.py) is marked as one."""
+    from fiber_endpoints import peers
+
+    return f"{name} (peer)" if name in peers.PEERS else name
+
+
 def _ms(ax: Axes, axis: str = "x") -> None:
     fmt = FuncFormatter(lambda v, _: f"{v:g}")
     target = ax.xaxis if axis == "x" else ax.yaxis
@@ -84,7 +91,7 @@ def latency_cdf(load: dict[str, Any], connections: int | None = None) -> Figure 
         )
         if h.get_total_count():
             x, y = stats.histogram_cdf(h)
-            axes[0].step(x / 1000.0, y, where="post", color=col[name], label=name)
+            axes[0].step(x / 1000.0, y, where="post", color=col[name], label=shown(name))
         opened = analysis.open_steps(runs)
         if opened:
             slo_ms = (runs[0].get("slo") or {}).get("slo_ms")
@@ -100,7 +107,7 @@ def latency_cdf(load: dict[str, Any], connections: int | None = None) -> Figure 
                 y,
                 where="post",
                 color=col[name],
-                label=f"{name} @ {step.key:,.0f} req/s",
+                label=f"{shown(name)} @ {step.key:,.0f} req/s",
             )
     axes[0].set_title(f"closed loop (wrk), {connections} connections")
     axes[1].set_title(
@@ -130,7 +137,7 @@ def throughput_vs_p99(load: dict[str, Any]) -> Figure | None:
         if closed:
             xs = [s.rps or 0 for s in closed]
             ys = [s.latency["p99"] / 1000.0 for s in closed]
-            ax.plot(xs, ys, "o-", color=col[name], label=f"{name} closed (connections)")
+            ax.plot(xs, ys, "o-", color=col[name], label=f"{shown(name)} closed (connections)")
             for s, x, y in zip(closed, xs, ys, strict=True):
                 ax.annotate(
                     f"{s.key:g}",
@@ -148,7 +155,7 @@ def throughput_vs_p99(load: dict[str, Any]) -> Figure | None:
                 "s--",
                 color=col[name],
                 alpha=0.8,
-                label=f"{name} open (constant rate)",
+                label=f"{shown(name)} open (constant rate)",
             )
         slo_ms = slo_ms or (runs[0].get("slo") or {}).get("slo_ms")
         failed = [s for s in (*closed, *opened) if s.failed]
@@ -159,7 +166,7 @@ def throughput_vs_p99(load: dict[str, Any]) -> Figure | None:
                 "x",
                 color="red",
                 markersize=10,
-                label=f"{name}: step with failed requests (2xx only)",
+                label=f"{shown(name)}: step with failed requests (2xx only)",
             )
     if slo_ms:
         ax.axhline(slo_ms, color="red", lw=1, ls=":", label=f"SLO p99 ≤ {slo_ms:g} ms")
@@ -194,9 +201,8 @@ def cpu_per_request(load: dict[str, Any]) -> Figure | None:
         closed = analysis.closed_steps(runs)
         pts = [(s.key, s.cpu_ms_per_req) for s in closed if s.cpu_ms_per_req is not None]
         if pts:
-            ax.plot(
-                [p[0] for p in pts], [p[1] * 1000.0 for p in pts], "o-", color=col[name], label=name
-            )
+            xs, ys = [p[0] for p in pts], [p[1] * 1000.0 for p in pts]
+            ax.plot(xs, ys, "o-", color=col[name], label=shown(name))
         names.append(name)
         rss.append(max((s.peak_rss_mib or 0.0 for s in closed), default=0.0))
     ax.set_xscale("log", base=2)
@@ -208,7 +214,7 @@ def cpu_per_request(load: dict[str, Any]) -> Figure | None:
     ax.set_title("CPU per request (server process tree, /proc)")
     ax.grid(True, which="both", alpha=0.3)
     _legend(ax, fontsize=8)
-    ax2.bar(names, rss, color=[col[n] for n in names])
+    ax2.bar([shown(n) for n in names], rss, color=[col[n] for n in names])
     ax2.set_ylabel("peak RSS under load (MiB)")
     ax2.set_title("peak resident memory (process tree)")
     for i, v in enumerate(rss):
@@ -227,20 +233,21 @@ def batch_scaling(load: dict[str, Any]) -> Figure | None:
         if not steps:
             continue
         xs = [s.key for s in steps]
-        ax.plot(xs, [s.extra["rows_per_s"] or 0 for s in steps], "o-", color=col[name], label=name)
+        rows_per_s = [s.extra["rows_per_s"] or 0 for s in steps]
+        ax.plot(xs, rows_per_s, "o-", color=col[name], label=shown(name))
         ax2.plot(
             xs,
             [s.latency["p50"] / 1000.0 for s in steps],
             "o-",
             color=col[name],
-            label=f"{name} p50",
+            label=f"{shown(name)} p50",
         )
         ax2.plot(
             xs,
             [s.latency["p99"] / 1000.0 for s in steps],
             "x:",
             color=col[name],
-            label=f"{name} p99",
+            label=f"{shown(name)} p99",
         )
     for a in (ax, ax2):
         a.set_xscale("log")
@@ -267,7 +274,11 @@ def sequential(seq: dict[str, Any]) -> Figure | None:
     col = colours(names)
     fig, ax = plt.subplots(figsize=(8, 4.5))
     parts = ax.boxplot(data, whis=(1, 99), showfliers=False, patch_artist=True)
-    ax.set_xticks(range(1, len(names) + 1), names)
+    ax.set_xticks(range(1, len(names) + 1), [shown(n) for n in names])
+    if len(names) > 4:  # peers too: slanted names, so they do not run into each other
+        ax.tick_params(axis="x", labelrotation=25)
+        for label in ax.get_xticklabels():
+            label.set_horizontalalignment("right")
     for patch, n in zip(parts["boxes"], names, strict=True):
         patch.set_facecolor(col[n])
         patch.set_alpha(0.6)
