@@ -23,7 +23,7 @@ const modelEnv = "FIBER_ENDPOINTS_MODEL"
 // exitUnsupportedModel tells whoever started us that this stack cannot compute the model exactly
 // (not that it failed): the bench reports the stack as not eligible instead of timing it.
 // The same code as EXIT_UNSUPPORTED_MODEL in src/fiber_endpoints/stacks/__init__.py.
-const exitUnsupportedModel = 3
+const exitUnsupportedModel = 65 // EX_DATAERR (sysexits.h); uvicorn itself exits 3 when it cannot bind
 
 func main() {
 	if err := run(os.Args[1:]); err != nil {

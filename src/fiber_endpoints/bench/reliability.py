@@ -343,13 +343,13 @@ def soak(
     peak_rps: float | None = None,
     slice_s: float = SOAK_SLICE_S,
     cpu_quota: float | None = None,
+    bodies: Sequence[bytes] = (hostile.GOOD_BODY,),
 ) -> Soak:
     """Half the stack's closed-loop peak (measured here unless given), open loop, for
     ``minutes``, in slices: errors, p99 and RSS per slice; RSS drift from the first slice's end
-    to the last's."""
+    to the last's. ``bodies``: the run's workload (the seed model's row by default)."""
     assert server.process is not None
     pid = server.process.pid
-    bodies = [hostile.GOOD_BODY]
     if peak_rps is None:
         wrk.run(server.url, contract.INFERENCE_PATH, bodies, connections=64, duration_s=2)
         peak_rps = wrk.run(
@@ -403,9 +403,12 @@ class SoakPhase:
 
     def run(self, ctx: Any, running: Mapping[str, servers.Server]) -> Mapping[str, Any]:
         out: dict[str, Any] = {}
-        for name in ctx.config.stacks:
+        bodies = ctx.workload.single_bodies()  # the run's rows, as every phase sends them
+        # The parity-checked stacks bench started (a --target has no process here to watch).
+        for name in [n for n, s in running.items() if s.process is not None]:
             with ctx.start(name) as server:
-                part = soak(server, self.minutes, client_cpus=ctx.placement.client_cpus)
+                part = soak(server, self.minutes, client_cpus=ctx.placement.client_cpus,
+                            bodies=bodies)  # fmt: skip
             out[name] = part
             merge(ctx.run_dir, name, {"soak": part})
             print(

@@ -17,7 +17,7 @@ from fiber_endpoints.v2 import DEFAULT_MODEL_NAME
 
 # A stack that cannot compute a model exactly exits with this code before serving (fiber/main.go
 # uses the same): it is then reported as not eligible for that model, never timed.
-EXIT_UNSUPPORTED_MODEL = 3
+EXIT_UNSUPPORTED_MODEL = 65  # EX_DATAERR (sysexits.h); uvicorn itself exits 3 when it cannot bind
 
 
 def exit_zero_on_stop_signal() -> None:
