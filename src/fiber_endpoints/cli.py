@@ -196,15 +196,15 @@ def _bench(args: argparse.Namespace) -> int:
         print("\nstart to first correct answer:")
         print(startup.markdown(doc["startup"]))
     if "load" in doc:
-        from fiber_endpoints.report import markdown
+        from fiber_endpoints.report import load_tables
 
         print("\nunder load:\n")
-        print("\n".join(markdown.throughput_table(dict(doc["load"]))))
+        print("\n".join(load_tables.throughput_table(dict(doc["load"]))))
     if "v2_comparison" in doc:
-        from fiber_endpoints.report import markdown
+        from fiber_endpoints.report import comparison
 
         print("\nover V2, our stacks and the peers (same phases, same placement):\n")
-        print("\n".join(markdown.comparison_tables(dict(doc))))
+        print("\n".join(comparison.comparison_tables(dict(doc))))
     print(f"\nraw results: {path}")
     print(f"report: {report_command.report(path)[0]}")
     verdict: schema.Verdict = doc["verdict"]

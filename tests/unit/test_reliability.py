@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from fiber_endpoints.bench import reliability
-from fiber_endpoints.report import markdown
+from fiber_endpoints.report import reliability_table
 
 
 def test_recovery_time_is_from_the_load_end_to_the_last_slow_probe() -> None:
@@ -35,7 +35,7 @@ def test_merge_read_and_the_table(tmp_path: Path) -> None:
     doc = reliability.read(tmp_path)
     assert doc is not None
     assert doc["stacks"]["fiber"]["fuzz_requests"] == 2200  # earlier parts kept
-    text = "\n".join(markdown.reliability_section(doc))
+    text = "\n".join(reliability_table.reliability_section(doc))
     assert "| `fiber` | 2,200 | 0 | 1/1 | 2.0x |" in text
     assert "**not held**" in text
 

@@ -507,13 +507,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def write_report(run_dir: Path) -> Path | None:
     """``reliability.md`` beside ``reliability.json`` (the run's report.md shows it too)."""
-    from fiber_endpoints.report import markdown
+    from fiber_endpoints.report import reliability_table
 
     doc = read(run_dir)
     if doc is None:
         return None
     out = run_dir / "reliability.md"
-    out.write_text("\n".join(markdown.reliability_section(doc)))
+    out.write_text("\n".join(reliability_table.reliability_section(doc)))
     return out
 
 
