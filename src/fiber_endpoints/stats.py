@@ -208,26 +208,9 @@ def bootstrap_ratio_of_medians_paired_blocks(
     block i of each stack ran in the same turn: calls within a block are correlated (they share
     the machine's state), so resampling single calls would give far too narrow an interval.
     Blocks of unequal length are trimmed to the shortest."""
-    k = min(len(sample_blocks), len(control_blocks))
-    if k == 0:
-        raise ValueError("both sides need at least one block")
-    width = min(len(b) for b in [*sample_blocks[:k], *control_blocks[:k]])
-    if width == 0:
-        raise ValueError("empty block")
-    a = np.asarray([list(b)[:width] for b in sample_blocks[:k]], dtype=np.float64)
-    c = np.asarray([list(b)[:width] for b in control_blocks[:k]], dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, k, size=(resamples, k))
-    ma = np.median(a[idx].reshape(resamples, -1), axis=1)
-    mc = np.median(c[idx].reshape(resamples, -1), axis=1)
-    tail = (1.0 - confidence) / 2.0 * 100.0
-    low, high = np.percentile(ma / mc, [tail, 100.0 - tail])
-    return {
-        "ratio": float(np.median(a) / np.median(c)),
-        "low": float(low),
-        "high": float(high),
-        "blocks": float(k),
-    }
+    (pa, pc), (ma, mc), k = _paired_block_medians([sample_blocks, control_blocks], resamples, seed)
+    low, high = _interval(ma / mc, confidence)
+    return {"ratio": pa / pc, "low": low, "high": high, "blocks": float(k)}
 
 
 def bootstrap_median_blocks(
@@ -239,16 +222,31 @@ def bootstrap_median_blocks(
 ) -> dict[str, float]:
     """The median of all values with a CI from resampling whole blocks (one block = one sample
     of consecutive calls, which are correlated): how precisely one run pins its median."""
-    k = len(blocks)
-    width = min((len(b) for b in blocks), default=0)
+    (point,), (medians,), _ = _paired_block_medians([blocks], resamples, seed)
+    low, high = _interval(medians, confidence)
+    return {"median": point, "low": low, "high": high}
+
+
+def _paired_block_medians(
+    sides: Sequence[Sequence[Sequence[float]]], resamples: int, seed: int
+) -> tuple[list[float], list[np.ndarray], int]:
+    """Each side's median, and its medians over ``resamples`` resamplings of whole blocks, the
+    same block indices on every side (block i of each side ran in the same turn); blocks are
+    trimmed to the shortest. Returns (medians, resampled medians, blocks used)."""
+    k = min(len(side) for side in sides)
+    width = min((len(b) for side in sides for b in side[:k]), default=0)
     if k == 0 or width == 0:
-        raise ValueError("need at least one non-empty block")
-    a = np.asarray([list(b)[:width] for b in blocks], dtype=np.float64)
+        raise ValueError("every side needs at least one non-empty block")
+    arrays = [np.asarray([list(b)[:width] for b in side[:k]], dtype=np.float64) for side in sides]
     idx = np.random.default_rng(seed).integers(0, k, size=(resamples, k))
-    medians = np.median(a[idx].reshape(resamples, -1), axis=1)
+    resampled = [np.median(a[idx].reshape(resamples, -1), axis=1) for a in arrays]
+    return [float(np.median(a)) for a in arrays], resampled, k
+
+
+def _interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
     tail = (1.0 - confidence) / 2.0 * 100.0
-    low, high = np.percentile(medians, [tail, 100.0 - tail])
-    return {"median": float(np.median(a)), "low": float(low), "high": float(high)}
+    low, high = np.percentile(values, [tail, 100.0 - tail])
+    return float(low), float(high)
 
 
 def weighted_median(values: np.ndarray, counts: np.ndarray | None = None) -> float:
@@ -276,23 +274,9 @@ def bootstrap_diff_of_medians_paired_blocks(
     """median(all sample values) - median(all control values), with a CI from resampling whole
     blocks, the same block indices on both sides (as :func:`bootstrap_ratio_of_medians_paired_
     blocks`, for an added cost in the values' unit)."""
-    k = min(len(sample_blocks), len(control_blocks))
-    width = min((len(b) for b in [*sample_blocks[:k], *control_blocks[:k]]), default=0)
-    if k == 0 or width == 0:
-        raise ValueError("both sides need at least one non-empty block")
-    a = np.asarray([list(b)[:width] for b in sample_blocks[:k]], dtype=np.float64)
-    c = np.asarray([list(b)[:width] for b in control_blocks[:k]], dtype=np.float64)
-    idx = np.random.default_rng(seed).integers(0, k, size=(resamples, k))
-    ma = np.median(a[idx].reshape(resamples, -1), axis=1)
-    mc = np.median(c[idx].reshape(resamples, -1), axis=1)
-    tail = (1.0 - confidence) / 2.0 * 100.0
-    low, high = np.percentile(ma - mc, [tail, 100.0 - tail])
-    return {
-        "diff": float(np.median(a) - np.median(c)),
-        "low": float(low),
-        "high": float(high),
-        "blocks": float(k),
-    }
+    (pa, pc), (ma, mc), k = _paired_block_medians([sample_blocks, control_blocks], resamples, seed)
+    low, high = _interval(ma - mc, confidence)
+    return {"diff": pa - pc, "low": low, "high": high, "blocks": float(k)}
 
 
 def bootstrap_mean_ratio(
