@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from fake_transport import FakeTransport
 from fiber_endpoints import contract, model, paths
 from fiber_endpoints.stacks import asgi_msgspec
 from fiber_endpoints.stacks.lgbm_capi import CapiPredictor
@@ -412,32 +413,6 @@ def test_tracing_spans(handler: Handler) -> None:
 
 
 # -- the fast path inside uvicorn's protocol -----------------------------------------------------
-class _Transport:
-    """Enough of an asyncio transport for uvicorn's protocol: records writes and close."""
-
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(data)
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"sockname": ("127.0.0.1", 8002), "peername": ("127.0.0.1", 50000)}.get(name)
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-
 def _request(body: bytes, content_type: bytes = JSON, extra: bytes = b"") -> bytes:
     return (
         b"POST /inference HTTP/1.1\r\nHost: t\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n%s"
@@ -455,7 +430,7 @@ def _responses(data: bytes) -> list[tuple[int, bytes]]:
     return out
 
 
-Connection = tuple[asgi_msgspec.FastPathProtocol, _Transport]
+Connection = tuple[asgi_msgspec.FastPathProtocol, FakeTransport]
 
 
 @pytest.fixture
@@ -471,7 +446,7 @@ def connect(app: asgi_msgspec.App) -> Iterator[tuple[Callable[[], Connection], A
 
     def new() -> Connection:
         protocol = asgi_msgspec.FastPathProtocol(config, state, {}, _loop=loop)
-        transport = _Transport()
+        transport = FakeTransport()
         protocol.connection_made(transport)  # type: ignore[arg-type]
         assert protocol._fast_routes  # the App itself, tracing off: the fast path is on
         return protocol, transport

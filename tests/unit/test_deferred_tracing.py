@@ -30,6 +30,7 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
+from fake_transport import FakeTransport
 from fiber_endpoints import deferred_tracing, model, tracing
 from fiber_endpoints.stacks import asgi_msgspec
 from fiber_endpoints.stacks.lgbm_capi import CapiPredictor
@@ -38,30 +39,6 @@ from fiber_endpoints.stacks.msgspec_handler import Handler
 MODEL = model.MODELS_DIR / "regression" / "model.txt"
 GOOD = json.dumps({"data": [0.5] * 20}).encode()
 PARENT = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-
-
-class _Transport:
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(data)
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"sockname": ("127.0.0.1", 8002), "peername": ("127.0.0.1", 50000)}.get(name)
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -85,14 +62,14 @@ def _traced_app(
     return asgi_msgspec.App(handler, tracer, deferred=deferred), exporter
 
 
-def _fast(app: asgi_msgspec.App, requests: bytes) -> _Transport:
+def _fast(app: asgi_msgspec.App, requests: bytes) -> FakeTransport:
     import uvicorn
     from uvicorn.server import ServerState
 
     loop = asyncio.new_event_loop()
     config = uvicorn.Config(app, proxy_headers=False, lifespan="off", log_level="warning")
     protocol = asgi_msgspec.FastPathProtocol(config, ServerState(), {}, _loop=loop)
-    transport = _Transport()
+    transport = FakeTransport()
     protocol.connection_made(transport)  # type: ignore[arg-type]
     assert protocol._fast_routes and protocol._spans is not None  # tracing on, fast path on
     protocol.data_received(requests)

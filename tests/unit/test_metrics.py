@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from fake_transport import FakeTransport
 from fiber_endpoints import metrics, model
 from fiber_endpoints.paths import PROJECT_ROOT
 from fiber_endpoints.stacks import asgi_msgspec
@@ -121,30 +122,6 @@ def test_recorder_counts_reach_the_exposition(tmp_path: Path) -> None:
 
 
 # -- the fast stack records both paths -----------------------------------------------------------
-class _Transport:
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(data)
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"sockname": ("127.0.0.1", 8002), "peername": ("127.0.0.1", 50000)}.get(name)
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def app() -> Iterator[asgi_msgspec.App]:
     predictor = CapiPredictor(MODEL, threads=1)
@@ -175,7 +152,7 @@ def test_fast_stack_records_fast_and_asgi_paths(app: asgi_msgspec.App) -> None:
     config = uvicorn.Config(app, proxy_headers=False, lifespan="off", log_level="warning")
     state = ServerState()
     protocol = asgi_msgspec.FastPathProtocol(config, state, {}, _loop=loop)
-    transport = _Transport()
+    transport = FakeTransport()
     protocol.connection_made(transport)  # type: ignore[arg-type]
     request = (
         b"POST /inference HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
