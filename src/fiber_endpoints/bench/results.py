@@ -144,9 +144,9 @@ def _clean(value: Any) -> Any:
 def write(doc: dict[str, Any], directory: Path) -> Path:
     """Write a finished run's document and point ``latest`` at it."""
     path = directory / "results.json"
-    doc = {"schema": schema.SCHEMA, **doc}
-    schema.validate(_clean(doc), str(path))  # never write what report would refuse
-    path.write_text(json.dumps(_clean(doc), separators=(",", ":")) + "\n")
+    clean = _clean({"schema": schema.SCHEMA, **doc})
+    schema.validate(clean, str(path))  # never write what report would refuse
+    path.write_text(json.dumps(clean, separators=(",", ":")) + "\n")
     mark_latest(directory)
     return path
 
