@@ -259,11 +259,12 @@ def run(
     proto = protocol or Contract()
     speaks = {n: s.protocol or proto for n, s in running.items()}
     client = where.client_cpus[:1]  # one generator thread, on one CPU
-    bodies = rows.single_bodies(proto)
-    own = {p.name: (rows.single_bodies(p), p.path(False)) for p in speaks.values()}
+    wires = {p.name: p for p in [proto, *speaks.values()]}  # each protocol once
+    singles = {name: rows.single_bodies(p) for name, p in wires.items()}
+    bodies = singles[proto.name]
     # One list of batch sizes for every server: what fits every protocol's body.
-    sizes = (min((rows.batch_sizes(config.batch_sizes, p) for p in [proto, *speaks.values()]),
-                 key=max) if "batch" in config.modes else [])  # fmt: skip
+    sizes = (min((rows.batch_sizes(config.batch_sizes, p) for p in wires.values()), key=max)
+             if "batch" in config.modes else [])  # fmt: skip
     result: LoadResult = {
         "schema": LOAD_SCHEMA,
         "generators": generators(),
@@ -277,20 +278,20 @@ def run(
         result["ceiling"] = ceiling.measure(where.server_cpus, client, bodies)
     slices = _Slices(running, config.rounds, tick, headers)
 
-    def single(t: Target) -> tuple[list[bytes], str]:
-        return own[speaks[t.name].name]
+    def single(name: str) -> tuple[str, list[bytes]]:
+        """A server's single-row path and bodies, in the protocol it speaks."""
+        wire = speaks[name]
+        return wire.path(False), singles[wire.name]
 
     def closed(connections: int) -> Slice:
-        return lambda t, _r: closed_step(t, single(t)[1], single(t)[0], connections,
-                                         config.duration_s, config.warmup_s, client,
-                                         config.timeout_s)  # fmt: skip
+        return lambda t, _r: closed_step(t, *single(t.name), connections, config.duration_s,
+                                         config.warmup_s, client, config.timeout_s)  # fmt: skip
 
     def opened(rates: Mapping[str, list[float]], i: int) -> Slice:
-        return lambda t, _r: open_step(t, single(t)[1], single(t)[0], rates[t.name][i], config,
-                                       client)  # fmt: skip
+        return lambda t, _r: open_step(t, *single(t.name), rates[t.name][i], config, client)
 
     def batch(size: int) -> Slice:
-        made = {p.name: rows.batch_bodies(size, protocol=p) for p in speaks.values()}
+        made = {name: rows.batch_bodies(size, protocol=p) for name, p in wires.items()}
         return lambda t, _r: _batch_step(t, speaks[t.name].path(True), made[speaks[t.name].name],
                                          size, config, client)  # fmt: skip
 
@@ -303,8 +304,7 @@ def run(
             if any(r["error"] for r in slices.of(n)):
                 continue
             try:
-                path, bodies_n = own[speaks[n].name][1], own[speaks[n].name][0]
-                rates[n] = _rates(config, slices.of(n), slices.targets[n], path, bodies_n, client)
+                rates[n] = _rates(config, slices.of(n), slices.targets[n], *single(n), client)
             except (ValueError, OSError, RuntimeError) as exc:  # no peak: every closed step failed
                 slices.records[(0, n)]["error"] = f"open loop: {exc}"
         planned = len(config.rates or config.rate_fractions)
