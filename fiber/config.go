@@ -41,8 +41,9 @@ type Config struct {
 	MaxBatchRows int
 
 	// Threads is the number of goroutines leaves uses for one batch. Default:
-	// runtime.GOMAXPROCS(0), which Go >= 1.25 sizes to the CPU affinity mask and the cgroup
-	// CPU quota, i.e. the CPUs this process can really use.
+	// runtime.GOMAXPROCS(0), which main sets to the CPUs this process can really use: the
+	// affinity mask within the cgroup CPU quota rounded up (cpus.go, the rule of cpus.py;
+	// Go's own value never goes below 2), unless GOMAXPROCS is set in the environment.
 	Threads int
 
 	// ShutdownTimeout bounds the graceful stop on SIGTERM/SIGINT. Default: 10s.

@@ -26,6 +26,11 @@ const modelEnv = "FIBER_ENDPOINTS_MODEL"
 const exitUnsupportedModel = 65 // EX_DATAERR (sysexits.h); uvicorn itself exits 3 when it cannot bind
 
 func main() {
+	// Before anything reads GOMAXPROCS (configDefault sizes Threads from it): Go's own value
+	// never goes below 2 under a CPU quota, ours is the quota rounded up (cpus.go).
+	if n, set := setMaxProcsFromQuota(); set {
+		log.Printf("fiber-endpoint: GOMAXPROCS=%d (CPU affinity and cgroup quota; set GOMAXPROCS to override)", n)
+	}
 	if err := run(os.Args[1:]); err != nil {
 		log.Printf("fiber-endpoint: %v", err)
 		if errors.Is(err, ErrUnsupportedModel) {

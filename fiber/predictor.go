@@ -189,9 +189,9 @@ func (p *Predictor) Predict(vals []float64, rows int, out []float64) error {
 		return p.ensemble.Predict(vals, 0, out)
 	}
 	// leaves runs rows <= 16 on the calling goroutine and splits larger batches over
-	// p.threads goroutines. threads defaults to runtime.GOMAXPROCS(0), which since Go 1.25
-	// already follows both the CPU affinity mask and a cgroup CPU quota: no more goroutines
-	// than CPUs this process can really use.
+	// p.threads goroutines. threads defaults to runtime.GOMAXPROCS(0), which main sets from
+	// the CPU affinity mask and the cgroup CPU quota (cpus.go): no more goroutines than CPUs
+	// this process can really use.
 	return p.ensemble.PredictDense(vals, rows, p.numFeatures, out, 0, p.threads)
 }
 

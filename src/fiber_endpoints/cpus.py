@@ -11,9 +11,11 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-CGROUP_V2_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
-CGROUP_V1_QUOTA = Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
-CGROUP_V1_PERIOD = Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+PROC_SELF_CGROUP = Path("/proc/self/cgroup")
+CGROUP_V2_CPU_MAX = CGROUP_ROOT / "cpu.max"
+CGROUP_V1_QUOTA = CGROUP_ROOT / "cpu" / "cpu.cfs_quota_us"
+CGROUP_V1_PERIOD = CGROUP_ROOT / "cpu" / "cpu.cfs_period_us"
 
 
 def cgroup_cpu_limit(
@@ -38,7 +40,16 @@ def cgroup_cpu_limit(
     return None
 
 
-def own_cgroup_limit(proc_cgroup: Path = Path("/proc/self/cgroup")) -> float | None:
+def root_cgroup_limit(root: Path = CGROUP_ROOT) -> float | None:
+    """The quota of the cgroup mounted at ``root``: a container's own, under its cgroup
+    namespace (v2 ``cpu.max``, else v1 ``cpu/cpu.cfs_quota_us`` / ``cpu.cfs_period_us``)."""
+    v1 = root / "cpu"
+    return cgroup_cpu_limit(root / "cpu.max", v1 / "cpu.cfs_quota_us", v1 / "cpu.cfs_period_us")
+
+
+def own_cgroup_limit(
+    proc_cgroup: Path = PROC_SELF_CGROUP, root: Path = CGROUP_ROOT
+) -> float | None:
     """The quota of this process's own cgroup when it is not the root one: a group made on a
     host without a cgroup namespace (the overload test's CPU cap, systemd slices), where the
     root files above say nothing. Go reads the same since 1.25."""
@@ -53,9 +64,9 @@ def own_cgroup_limit(proc_cgroup: Path = Path("/proc/self/cgroup")) -> float | N
         if not path:
             continue
         if controllers == "":  # v2
-            limit = cgroup_cpu_limit(Path("/sys/fs/cgroup") / path / "cpu.max", none, none)
+            limit = cgroup_cpu_limit(root / path / "cpu.max", none, none)
         elif "cpu" in controllers.split(","):  # v1
-            base = Path("/sys/fs/cgroup/cpu") / path
+            base = root / "cpu" / path
             limit = cgroup_cpu_limit(none, base / "cpu.cfs_quota_us", base / "cpu.cfs_period_us")
         else:
             continue
@@ -77,10 +88,19 @@ def pin_on_exec(cpus: Iterable[int] | None) -> Callable[[], None] | None:
     return lambda: os.sched_setaffinity(0, pin)
 
 
-def usable_cpus() -> int:
-    """CPUs this process can use at once: min(affinity, ceil(cgroup quota)), at least 1."""
-    n = len(affinity())
-    for limit in (cgroup_cpu_limit(), own_cgroup_limit()):
+def cpus_within(affinity_count: int, limits: Iterable[float | None]) -> int:
+    """The one rule: min(affinity, max(1, ceil(quota))) over every quota found, at least 1.
+    fiber/cpus.go mirrors it for the Go stack (Go's own GOMAXPROCS never goes below 2);
+    fiber/testdata/cgroup_cpus.json pins both, read by tests/unit/test_cpus.py and
+    fiber/cpus_test.go."""
+    n = affinity_count
+    for limit in limits:
         if limit is not None:
             n = min(n, max(1, math.ceil(limit)))
     return max(1, n)
+
+
+def usable_cpus(root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_SELF_CGROUP) -> int:
+    """CPUs this process can use at once: its affinity within its cgroups' quotas."""
+    limits = (root_cgroup_limit(root), own_cgroup_limit(proc_cgroup, root))
+    return cpus_within(len(affinity()), limits)
