@@ -10,6 +10,9 @@ UV_PIN := $(shell grep -o '"uv==[^"]*"' pyproject.toml | tr -d '"')
 UV := UV_PROJECT_ENVIRONMENT=$(VENV) UV_PYTHON_DOWNLOADS=never $(UV_BIN)
 GO_BIN := fiber/bin/fiber-endpoint
 GO_SRC := $(wildcard fiber/*.go) fiber/go.mod fiber/go.sum
+# Every Go module: the stack, and the helpers under docker/ and deploy/ (health check, compose
+# and Kubernetes checkers); each is vetted by `lint` and tested by `go-test`.
+GO_MODULES := fiber $(patsubst %/go.mod,%,$(wildcard docker/*/go.mod deploy/*/go.mod))
 BENCH_ARGS ?=
 TRACE_ARGS ?=
 
@@ -96,7 +99,7 @@ lint: $(STAMP) ## uv.lock in sync with pyproject.toml, ruff, mypy, go vet, docs 
 	$(VENV)/bin/ruff check src tests scripts/check_docs.py
 	$(VENV)/bin/ruff format --check src tests scripts/check_docs.py
 	$(VENV)/bin/mypy
-	cd fiber && go vet ./...
+	for m in $(GO_MODULES); do (cd $$m && go vet ./...) || exit 1; done
 	$(PY) scripts/check_docs.py
 
 # Test tiers (tests/conftest.py): each prints "tier NAME: N s" last and fails over its budget
@@ -110,8 +113,8 @@ test-contract: $(STAMP) $(GO_BIN) ## every stack as a process on loopback: contr
 test-slow: setup jaeger prometheus containers-prepare k8s-tools ## Jaeger, load lab, coordinated omission, container commands, bench smoke, compose lab
 	$(VENV)/bin/pytest -q --tier slow
 
-go-test: $(GO_BIN)
-	cd fiber && go test -race -count=1 ./...
+go-test: $(GO_BIN) ## go test -race in every Go module (GO_MODULES)
+	for m in $(GO_MODULES); do (cd $$m && go test -race -count=1 ./...) || exit 1; done
 
 test: setup lint go-test test-unit test-contract test-slow ## lint, Go tests, then the tiers
 
