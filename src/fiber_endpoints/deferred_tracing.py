@@ -16,7 +16,13 @@ rule out calling the SDK per request, so the fast path does only this:
   any other sampler is asked through its own ``should_sample``);
 - **record** a sampled request's few numbers (:meth:`DeferredSpans.add`: parent, wall-clock
   start and end, status, the predictor call's start and end, rows);
-- **build and export later** (:meth:`DeferredSpans.flush`, on the event loop every
+- **encode and export later, off the event loop** (:mod:`otlp_direct`), when the configuration
+  is the plain one ``tracing.setup`` installs (decided once, at start, and logged): each record
+  is spliced into OTLP protobuf bytes from templates, and one thread posts batches through the
+  configured exporter's own client. Building the spans through the SDK cost ~100 µs per request
+  and their OTLP encoding another ~100 µs, on the server's core; splicing costs a few µs
+  (``scripts/trace_export_cost.py``, ``docs/tracing.md``);
+- otherwise **build and export later** (:meth:`DeferredSpans.flush`, on the event loop every
   :data:`FLUSH_INTERVAL_S`, at most :data:`CHUNK` requests per loop iteration so that I/O runs
   in between): each record becomes the same two spans through the SDK itself, with the recorded
   times (``start_span(start_time=...)``, ``end(end_time=...)``), a tracer sharing the
@@ -35,7 +41,7 @@ from collections.abc import Callable
 from time import time_ns
 from typing import TYPE_CHECKING, Any
 
-from fiber_endpoints import tracing
+from fiber_endpoints import otlp_direct, tracing
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -122,7 +128,9 @@ class _PresetIds:
 class DeferredSpans:
     """The fast path's spans for one worker (one event loop; not thread-safe)."""
 
-    def __init__(self, provider: TracerProvider, features: int) -> None:
+    def __init__(self, provider: TracerProvider, features: int, direct: bool | None = None) -> None:
+        """``direct``: ``None`` uses :mod:`otlp_direct` when the configuration allows it,
+        ``True`` requires it (``ValueError`` when it does not), ``False`` keeps the SDK path."""
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.sampling import ALWAYS_ON
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -145,6 +153,16 @@ class DeferredSpans:
         self.pending: list[Record] = []
         self._timer: Any = None
         self._loop: Any = None
+        self.direct: otlp_direct.BatchExport | None = None
+        self.why_sdk = "asked for" if direct is False else ""
+        if direct is not False:
+            found = otlp_direct.setup(provider, features)
+            if isinstance(found, str):
+                if direct:
+                    raise ValueError(f"no direct OTLP export: {found}")
+                self.why_sdk = found
+            else:
+                self.direct = found
 
     # -- on the request path ---------------------------------------------------------------
     def sample(self, traceparent: bytes | None, tracestate: bytes | None) -> Trace | None:
@@ -198,11 +216,19 @@ class DeferredSpans:
         status: int,
         inference: tuple[int, int, int] | None,
     ) -> None:
-        """A sampled request, answered: its numbers, kept until :meth:`flush`."""
-        self.pending.append((trace, method, path, start_ns, time_ns(), status, inference))
+        """A sampled request, answered: its numbers, queued for the direct export or kept until
+        :meth:`flush`."""
+        record = (trace, method, path, start_ns, time_ns(), status, inference)
+        if self.direct is not None:
+            self.direct.put(record)
+        else:
+            self.pending.append(record)
 
     # -- later, on the event loop ----------------------------------------------------------
     def start(self, loop: Any) -> None:
+        if self.direct is not None:
+            self.direct.start()  # its own thread; nothing on the event loop
+            return
         self._loop = loop
         self._timer = loop.call_later(FLUSH_INTERVAL_S, self._tick)
 
@@ -214,6 +240,10 @@ class DeferredSpans:
             self._timer = self._loop.call_later(FLUSH_INTERVAL_S, self._tick)
 
     def stop(self) -> None:
+        """Graceful stop: every recorded request exported (direct) or handed to the SDK's
+        span processor (flushed by ``tracing.shutdown`` next)."""
+        if self.direct is not None:
+            self.direct.stop()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -275,4 +305,11 @@ def setup(tracer: Any, features: int) -> DeferredSpans | None:
     provider = tracing.provider()
     if tracer is None or provider is None or not default_propagation():
         return None
-    return DeferredSpans(provider, features)
+    spans = DeferredSpans(provider, features)
+    if spans.direct is not None:
+        otlp_direct.log(
+            f"fast path: spans encoded here, posted to {spans.direct.endpoint} (OTLP/HTTP protobuf)"
+        )
+    else:
+        otlp_direct.log(f"fast path: spans built through the SDK ({spans.why_sdk})")
+    return spans

@@ -16,6 +16,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -144,6 +145,8 @@ def exchange(
         clock.stop()
     assert code in (0, -15, 143), f"{name} exited with {code}: {servers.tail(server.log_path)}"
     assert all(c.status == 200 for c in single)
+    if name == "asgi-msgspec":  # its fast path's spans reach Jaeger by otlp_direct, not the SDK
+        assert "fast path: spans encoded here" in server.log_path.read_text()
     return Exchange(name, single, batch, unsampled, clock.step_ns)
 
 
@@ -236,3 +239,120 @@ def test_trace_command_finds_every_request(tmp_path: Path, store: jaeger.Jaeger)
         assert doc["summaries"][name]["requests"] == 50
     assert (tmp_path / "breakdown.png").stat().st_size > 0
     assert (tmp_path / "waterfall-median.png").stat().st_size > 0
+
+
+def _jaeger_traces(store: jaeger.Jaeger, service: str, wait: float = 10.0) -> list[Any]:
+    query = urllib.parse.urlencode({"service": service, "limit": 10_000})
+    deadline = time.monotonic() + wait
+    while True:
+        with urllib.request.urlopen(f"{store.query_url}/api/traces?{query}", timeout=10) as resp:
+            traces: list[Any] = json.loads(resp.read())["data"]
+        if len(traces) >= DIRECT_TRACES or time.monotonic() > deadline:
+            return traces
+        time.sleep(0.2)
+
+
+def _shape(trace: dict[str, Any], client: dict[str, str]) -> str:
+    """A trace as Jaeger stores it, without what is random or timed: each span's name, tags,
+    parent (by name when the parent is in the trace), process tags (those of
+    :data:`PER_INSTANCE` aside), Jaeger's warnings. The client's own ids (trace ids and
+    parent span ids it chose: different for each instance, or Jaeger would merge their traces)
+    become their labels in ``client``; a trace id the server chose becomes "root"."""
+    names = {s["spanID"]: s["operationName"] for s in trace["spans"]}
+    processes = trace["processes"]
+    spans = []
+    for s in trace["spans"]:
+        assert s["duration"] >= 0, s
+        parents = [
+            names.get(r["spanID"]) or client[r["spanID"]]
+            for r in s.get("references", [])
+            if r["refType"] == "CHILD_OF"
+        ]
+        tags = sorted((t["key"], str(t["value"])) for t in s["tags"])
+        process = processes[s["processID"]]
+        resource = sorted(
+            (t["key"], str(t["value"])) for t in process["tags"] if t["key"] not in PER_INSTANCE
+        )
+        warnings = [w.replace(pid, client[pid]) for w in s.get("warnings") or [] for pid in
+                    [r["spanID"] for r in s.get("references", [])] if pid in client]  # fmt: skip
+        spans.append((s["operationName"], tags, parents, resource, sorted(warnings)))
+    return json.dumps([client.get(trace["traceID"], "root"), sorted(spans)], sort_keys=True)
+
+
+DIRECT_TRACES = 40
+PER_INSTANCE = ("service.name", "service.instance.id")  # the service's name, a random UUID
+
+
+def test_the_fast_paths_direct_export_reaches_jaeger_as_the_sdks_spans_did(
+    store: jaeger.Jaeger, tmp_path: Path
+) -> None:
+    """asgi-msgspec at 100 % sampling (``parentbased_traceidratio`` 1.0, as ``bench
+    --observability-cost`` runs it) exports its fast path's spans itself (``otlp_direct``);
+    beside it the same stack with a span attribute length limit, which keeps today's SDK path.
+    The same requests to both (root traces, traces continuing the client's with a trace state,
+    a batch, a V2 call, a refused row): Jaeger holds the same traces for both."""
+    name = "asgi-msgspec"
+    instances: dict[str, dict[str, str]] = {
+        "direct": {},
+        "sdk": {"OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT": "4096"},
+    }
+    rows = model.load_golden(MODEL).rows
+    n_features = len(rows[0])
+
+    def requests() -> tuple[list[tuple[str, bytes, dict[str, str]]], dict[str, str]]:
+        """The requests, with fresh client ids, and those ids' labels."""
+        out: list[tuple[str, bytes, dict[str, str]]] = []
+        labels: dict[str, str] = {}
+        for i in range(DIRECT_TRACES - 6):
+            out.append(("/inference", encode_body(rows[i % len(rows)]), {}))
+        for i, state in enumerate(("", "vendor=abc,k=v", "not a valid==state")):
+            trace_id, span_id = client.new_ids()
+            labels |= {trace_id: f"client-trace-{i}", span_id: f"client-span-{i}"}
+            headers = {"traceparent": client.traceparent(trace_id, span_id)}
+            if state:
+                headers["tracestate"] = state
+            out.append(("/inference", encode_body(rows[0]), headers))
+        batch = json.dumps({"data": [[0.5] * n_features] * BATCH_ROWS}).encode()
+        out.append(("/inference/batch", batch, {}))
+        v2 = {"inputs": [{"name": "x", "shape": [1, n_features], "datatype": "FP64",
+                          "data": [0.5] * n_features}]}  # fmt: skip
+        out.append(("/v2/models/model/infer", json.dumps(v2).encode(), {}))
+        out.append(("/inference", b'{"data": [1, 2]}', {}))  # 422: wrong number of features
+        return out, labels
+
+    shapes: dict[str, list[str]] = {}
+    for instance, extra in instances.items():
+        service = f"{name}-{instance}"
+        env = {**jaeger.otel_env(store, service_name=service, sampler="parentbased_traceidratio"),
+               "OTEL_TRACES_SAMPLER_ARG": "1.0", **extra}  # fmt: skip
+        server = servers.start(name, MODEL, env=env, log_dir=tmp_path / instance)
+        sent, labels = requests()
+        statuses = []
+        try:
+            host, port = server.host_port
+            conn = RawClient(f"http://{host}:{port}")
+            try:
+                for path, body, headers in sent:
+                    statuses.append(conn.send(conn.prepare("POST", path, body, headers)).status)
+            finally:
+                conn.close()
+        finally:
+            code = servers.stop(server)  # graceful: flushes the spans
+        assert code in (0, -15, 143), servers.tail(server.log_path)
+        assert statuses == [200] * (len(sent) - 1) + [422]
+        log = server.log_path.read_text()
+        if instance == "direct":
+            assert "fast path: spans encoded here, posted to" in log, log
+        else:
+            assert "fast path: spans built through the SDK (span attribute length limit" in log, log
+        traces = _jaeger_traces(store, service)
+        assert len(traces) == len(sent), (instance, len(traces))
+        shapes[instance] = sorted(_shape(t, labels) for t in traces)
+    assert shapes["direct"] == shapes["sdk"]
+    # And they are the spans the contract asks for (not merely equal to each other).
+    spans = [s for t in shapes["direct"] for s in json.loads(t)[1]]
+    assert sum(s[0] == INFERENCE_SPAN for s in spans) == DIRECT_TRACES - 1  # not the 422
+    assert sum(s[0].startswith("POST ") for s in spans) == DIRECT_TRACES
+    assert all(s[2][0].startswith("POST ") for s in spans if s[0] == INFERENCE_SPAN)
+    remote = sorted(s[2][0] for s in spans if s[0].startswith("POST ") and s[2])
+    assert remote == ["client-span-0", "client-span-1", "client-span-2"]
