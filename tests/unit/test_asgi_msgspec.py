@@ -4,6 +4,7 @@ of bad bodies (the same answers as the control stack), and the ASGI app's contra
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
 import shutil
@@ -16,7 +17,7 @@ import pytest
 
 from fake_transport import FakeTransport
 from fiber_endpoints import contract, model, paths
-from fiber_endpoints.stacks import asgi_msgspec
+from fiber_endpoints.stacks import asgi_msgspec, row_batching
 from fiber_endpoints.stacks.lgbm_capi import CapiPredictor
 from fiber_endpoints.stacks.msgspec_handler import Handler
 
@@ -433,6 +434,11 @@ def _responses(data: bytes) -> list[tuple[int, bytes]]:
 Connection = tuple[asgi_msgspec.FastPathProtocol, FakeTransport]
 
 
+def _one_turn(loop: asyncio.AbstractEventLoop) -> None:
+    """Run the callbacks scheduled so far (the batch's flush among them)."""
+    loop.run_until_complete(asyncio.sleep(0))
+
+
 @pytest.fixture
 def connect(app: asgi_msgspec.App) -> Iterator[tuple[Callable[[], Connection], Any]]:
     """New connections to one uvicorn protocol setup (as ``serve`` builds it), and its loop."""
@@ -461,6 +467,8 @@ def test_fast_path_answers_in_one_write_and_keeps_pipelined_order(
     new, loop = connect
     protocol, transport = new()
     protocol.data_received(_request(GOOD))
+    assert transport.writes == []  # the row waits for this loop turn's batch (row_batching.py)
+    _one_turn(loop)
     assert len(transport.writes) == 1  # handled in place: no task, head and body together
     head, _, body = transport.writes[0].partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 OK\r\ndate: ")
@@ -504,6 +512,16 @@ def test_fast_path_leaves_the_rest_to_asgi_and_finishes_on_shutdown(
     protocol.shutdown()
     assert not transport.closed
     protocol.data_received(request[-5:])
+    _one_turn(loop)
+    assert [s for s, _ in _responses(b"".join(transport.writes))] == [200]
+    assert transport.closed
+    protocol.connection_lost(None)
+    # A request waiting in the batch when shutdown starts: answered, then the connection closes.
+    protocol, transport = new()
+    protocol.data_received(request)
+    protocol.shutdown()
+    assert not transport.closed
+    _one_turn(loop)
     assert [s for s, _ in _responses(b"".join(transport.writes))] == [200]
     assert transport.closed
     protocol.connection_lost(None)
@@ -545,3 +563,93 @@ def test_fast_path_answers_v2_inference_in_place(
             length = want_headers[b"inference-header-content-length"]
             assert b"\r\ninference-header-content-length: " + length + b"\r\n" in got_head
         protocol.connection_lost(None)
+
+
+def test_fast_path_batches_the_rows_of_one_loop_turn(
+    connect: tuple[Callable[[], Connection], Any], app: asgi_msgspec.App
+) -> None:
+    """Single-row requests arriving on several connections in one loop turn: one predictor call
+    for all of them, and each connection answered with LightGBM's own prediction for its row
+    (the golden file), missing values included."""
+    new, loop = connect
+    golden = model.load_golden(MODELS["regression"])
+    rows = _rows(golden)[:12]
+    assert app.batcher is not None
+    batches, predicted = app.batcher.batches, app.batcher.rows
+    connections = [new() for _ in rows]
+    for (protocol, _), row in zip(connections, rows, strict=True):
+        protocol.data_received(_request(json.dumps({"data": row}).encode()))
+    assert all(transport.writes == [] for _, transport in connections)
+    _one_turn(loop)
+    assert (app.batcher.batches - batches, app.batcher.rows - predicted) == (1, len(rows))
+    got = []
+    for protocol, transport in connections:
+        [(status, body)] = _responses(b"".join(transport.writes))
+        assert status == 200 and not transport.closed
+        got.append(json.loads(body)["prediction"])
+        protocol.connection_lost(None)
+    wanted = golden.predictions[: len(rows)]
+    assert model.parity_errors(got, dataclasses.replace(golden, predictions=wanted)) == []
+
+
+def test_batched_answers_keep_each_connections_order(
+    connect: tuple[Callable[[], Connection], Any],
+) -> None:
+    """A request answered at once (an error, a batch route) behind one waiting in the batch on the
+    same connection goes out after it; the other connections' rows stay in the batch."""
+    new, loop = connect
+    other, other_transport = new()
+    other.data_received(_request(GOOD))
+    protocol, transport = new()
+    batch = json.dumps({"data": [ROW, ROW]}).encode()
+    protocol.data_received(
+        _request(GOOD)
+        + _request(b'{"data": [1]}')  # 422, answered at once: the waiting row first
+        + _request(GOOD)
+        + _request(batch).replace(b"/inference ", b"/inference/batch ")
+    )
+    assert [s for s, _ in _responses(b"".join(transport.writes))] == [200, 422, 200, 200]
+    # The other connection's row was in the batch flushed before the 422: answered with it.
+    assert [s for s, _ in _responses(b"".join(other_transport.writes))] == [200]
+    _one_turn(loop)  # the turn's own flush finds nothing left
+    assert len(transport.writes) == 4 and len(other_transport.writes) == 1
+    for p in (protocol, other):
+        p.connection_lost(None)
+
+
+def test_a_failing_batch_answers_500_to_every_waiting_request(
+    connect: tuple[Callable[[], Connection], Any],
+    app: asgi_msgspec.App,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The predictor raising inside a batch (it never does on a checked row; forced here by
+    replacing it, the one way to reach this path): 500 and close for each request, none left
+    hanging, and the next batch served again."""
+    new, loop = connect
+    assert app.batcher is not None
+
+    def broken(rows: Any) -> Any:
+        raise RuntimeError("forced")
+
+    monkeypatch.setattr(app.batcher.handler.predictor, "predict_rows", broken)
+    connections = [new() for _ in range(3)]
+    for protocol, _ in connections:
+        protocol.data_received(_request(GOOD))
+    _one_turn(loop)
+    for protocol, transport in connections:
+        assert [s for s, _ in _responses(b"".join(transport.writes))] == [500]
+        assert transport.closed
+        protocol.connection_lost(None)
+    monkeypatch.undo()
+    protocol, transport = new()
+    protocol.data_received(_request(GOOD))
+    _one_turn(loop)
+    assert [s for s, _ in _responses(b"".join(transport.writes))] == [200]
+    protocol.connection_lost(None)
+
+
+def test_batching_off_answers_in_place(handler: Handler, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(row_batching.BATCHING_ENV, "0")
+    assert asgi_msgspec.App(handler).batcher is None
+    monkeypatch.setenv(row_batching.BATCHING_ENV, "1")
+    assert asgi_msgspec.App(handler).batcher is not None

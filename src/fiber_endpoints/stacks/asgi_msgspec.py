@@ -14,7 +14,9 @@ answered by the same handler straight from uvicorn's httptools protocol, without
 Event, scope and messages of an ASGI cycle (~35 µs of the ~40 µs gap to Fiber's p50). So is a V2
 inference request to the served model (``/v2/models/{name}[/versions/1]/infer``, any content
 type, JSON or binary tensor data). Every other request goes through the ASGI app below, unchanged.
-``FIBER_ENDPOINTS_FAST_PATH=0`` turns it off.
+``FIBER_ENDPOINTS_FAST_PATH=0`` turns it off. On the fast path the rows of the ``/inference``
+requests that complete in one event-loop turn are predicted in one call (``row_batching.py``;
+no added wait; ``FIBER_ENDPOINTS_BATCHING=0`` turns it off).
 
 The predictor is the model compiled by lleaves (``lleaves_predictor.py``), checked against
 LightGBM's C API on every start, or LightGBM's C API itself (``lgbm_capi.py``) when
@@ -43,7 +45,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from fiber_endpoints import contract, cpus, limits, metrics, rows, tracing, v2
 from fiber_endpoints.contract import ContractError
 from fiber_endpoints.model import MODEL_ENV
-from fiber_endpoints.stacks import ServeOptions, exit_zero_on_stop_signal
+from fiber_endpoints.stacks import ServeOptions, exit_zero_on_stop_signal, row_batching
 from fiber_endpoints.stacks.guarded_protocol import GuardedHttpToolsProtocol, GuardedProtocol
 from fiber_endpoints.stacks.lgbm_capi import CapiPredictor
 from fiber_endpoints.stacks.msgspec_handler import JSON, Handler, Predictor, Reply
@@ -142,6 +144,8 @@ class App:
             name = self.v2.model_name
             self._fast = plain, V2Handler(plain, STACK_NAME, name)
             self._record = self.record_handler, V2Handler(self.record_handler, STACK_NAME, name)
+        # The fast path's unsampled single-row requests, predicted per event-loop turn.
+        self.batcher = row_batching.RowBatcher(self._fast[0]) if row_batching.enabled() else None
 
     def fast_routes(self, record: bool = False) -> dict[bytes, Callable[[bytes], Reply]]:
         """Raw request target -> handler, for :class:`FastPathProtocol` (``record``: for the
@@ -330,6 +334,13 @@ class FastPathProtocol(HttpToolsProtocol):
             if recorder is not None
         }
         self._fast_started = 0.0
+        # Dynamic batching (row_batching.py): /inference's rows, parsed here, predicted per turn.
+        batcher: row_batching.RowBatcher | None = app.batcher if plain else None
+        self._batcher = batcher
+        self._batch_url = contract.INFERENCE_PATH.encode()
+        self._parse_single = batcher.handler.parse_single if batcher is not None else None
+        self._batched = 0  # this connection's requests waiting in the batch
+        self._fast_batch = False  # the request arriving goes to the batch
         # Tracing on the fast path (deferred_tracing.py): the sampled requests' routes.
         self._spans: DeferredSpans | None = app.deferred if plain else None
         self._record_routes = app.fast_routes(record=True) if self._spans else {}
@@ -348,8 +359,10 @@ class FastPathProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         route = self._fast_routes.get(self.url)
         if route is not None and self._plain_request():
+            self._fast_batch = self._batcher is not None and self.url == self._batch_url
             if self._spans is not None and self._sampled():
                 route = self._record_routes[self.url]
+                self._fast_batch = False  # a sampled request records its own predictor call
             self._fast_route, self._fast_body = route, []
             self._fast_started = perf_counter()
             return
@@ -360,9 +373,12 @@ class FastPathProtocol(HttpToolsProtocol):
             # Through the same code as a contract request: a V2 route wrapped to take the body.
             header = self._fast_header
             self._fast_route, self._fast_body = lambda body: v2_route(body, header), []
+            self._fast_batch = False
             self._fast_started = perf_counter()
             return
         self._fast_route = None
+        if self._batched:  # answers due on this connection go out before this one's
+            self._flush_batch()
         super().on_headers_complete()
 
     def _sampled(self) -> bool:
@@ -423,13 +439,57 @@ class FastPathProtocol(HttpToolsProtocol):
         self._fast_route = None
         body = b"".join(self._fast_body)
         self._fast_body = []
-        try:
-            reply = route(body)
-        except Exception:  # as uvicorn does for an ASGI app that raises: log, 500, close
-            self.logger.error("Exception in the inference fast path", exc_info=True)
-            self._write_500()
-            return
+        started, url = self._fast_started, self.url
         keep_alive = not self._fast_close and self.parser.should_keep_alive()
+        if self._fast_batch:
+            assert self._batcher is not None and self._parse_single is not None
+            parsed = self._parse_single(body, started)
+            if not isinstance(parsed, Reply):  # a row: predicted with this turn's others
+                self._batched += 1
+                self._batcher.add(self.loop, self, parsed, started, (url, keep_alive))
+                return
+            reply = parsed
+        else:
+            try:
+                reply = route(body)
+            except Exception:  # as uvicorn does for an ASGI app that raises: log, 500, close
+                self.logger.error("Exception in the inference fast path", exc_info=True)
+                if self._batched:
+                    self._flush_batch()
+                self._write_500()
+                return
+        if self._batched:  # answers due on this connection go out before this one
+            self._flush_batch()
+        self._answer(reply, started, url, keep_alive and not self._fast_close)
+        trace = self._fast_trace
+        if trace is not None and self._spans is not None and self._record_handler is not None:
+            self._fast_trace = None
+            path = url.decode("latin-1")
+            inference = self._record_handler.inference_ns
+            self._spans.add(trace, "POST", path, self._fast_start_ns, reply.status, inference)
+
+    def _flush_batch(self) -> None:
+        assert self._batcher is not None
+        self._batcher.flush()
+
+    def answer_batched(self, reply: Reply, started: float, ticket: tuple[bytes, bool]) -> None:
+        """A request of this connection answered by the batch (row_batching.py); the last one
+        waiting closes the connection when a graceful stop began meanwhile."""
+        self._batched -= 1
+        url, keep_alive = ticket
+        self._answer(
+            reply, started, url, keep_alive and not (self._fast_close and not self._batched)
+        )
+
+    def fail_batched(self) -> None:
+        self._batched -= 1
+        if not self.transport.is_closing():
+            self._write_500()
+
+    def _answer(self, reply: Reply, started: float, url: bytes, keep_alive: bool) -> None:
+        """Write the response in one write, as uvicorn would have written it, and count it."""
+        if self.transport.is_closing():  # the client went away while its request waited
+            return
         parts = [STATUS_LINE[reply.status]]
         for name, value in self.server_state.default_headers:
             parts += [name, b": ", value, b"\r\n"]
@@ -451,15 +511,10 @@ class FastPathProtocol(HttpToolsProtocol):
         self.on_response_complete()
         recorder = self._recorder
         if recorder is not None:
-            elapsed = perf_counter() - self._fast_started
-            label = self._fast_labels[self.url]
-            recorder.request("POST", label, reply.status, elapsed, reply.inference_s)
-        trace = self._fast_trace
-        if trace is not None and self._spans is not None and self._record_handler is not None:
-            self._fast_trace = None
-            path = self.url.decode("latin-1")
-            inference = self._record_handler.inference_ns
-            self._spans.add(trace, "POST", path, self._fast_start_ns, reply.status, inference)
+            elapsed = perf_counter() - started
+            recorder.request(
+                "POST", self._fast_labels[url], reply.status, elapsed, reply.inference_s
+            )
 
     def _write_500(self) -> None:
         body = b"Internal Server Error"
@@ -476,7 +531,8 @@ class FastPathProtocol(HttpToolsProtocol):
         self.transport.close()
 
     def shutdown(self) -> None:
-        if self._fast_route is not None:  # a fast request is still arriving: answer, then close
+        # A fast request still arriving, or waiting in the batch: answer it, then close.
+        if self._fast_route is not None or self._batched:
             self._fast_close = True
         else:
             super().shutdown()

@@ -202,6 +202,18 @@ class Handler:
     # -- the inference routes ---------------------------------------------------------------
     def single(self, body: bytes) -> Reply:
         started = perf_counter()
+        row = self.parse_single(body, started)
+        if isinstance(row, Reply):
+            return row
+        t0 = perf_counter()
+        prediction = self._predict_row(row)
+        t1 = perf_counter()
+        inference_s = self._traced_s if self._timed_inside else t1 - t0
+        return self.single_reply(prediction, started, inference_s)
+
+    def parse_single(self, body: bytes, started: float) -> list[float | None] | Reply:
+        """The row of a single-row request, or the error's reply (``started``: its start, for
+        the reply's ``Server-Timing``)."""
         try:
             data = self._single(body).data
         except msgspec.ValidationError:  # by name, or a bad request: the slow, exact reading
@@ -214,13 +226,15 @@ class Handler:
         if len(data) != self.num_features:
             err = contract.wrong_feature_count("data", self.num_features, len(data))
             return self._invalid(err, started)
-        t0 = perf_counter()
-        prediction = self._predict_row(data)
-        t1 = perf_counter()
+        return data
+
+    def single_reply(
+        self, prediction: float | list[float], started: float, inference_s: float
+    ) -> Reply:
+        """The answer to a single-row request, once its row is predicted."""
         if not _finite(prediction):
             return self.error(contract.non_finite_output())
         out = b'{"prediction":' + self._encode(prediction) + b"}"
-        inference_s = self._traced_s if self._timed_inside else t1 - t0
         timing = _timing(inference_s, perf_counter() - started)
         return Reply(200, out, timing, inference_s=inference_s)
 

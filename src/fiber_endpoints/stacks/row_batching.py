@@ -1,0 +1,94 @@
+"""Dynamic batching without added wait: the single-row requests of one event-loop turn,
+predicted in one call.
+
+Under concurrent load the event loop reads several connections per turn (uvloop runs every
+ready socket's callbacks, then the callbacks scheduled meanwhile). The fast path
+(``asgi_msgspec.FastPathProtocol``) parses and checks each ``/inference`` request as it
+completes, and instead of predicting it at once hands its row to :class:`RowBatcher`; the first
+row of a turn schedules :meth:`RowBatcher.flush` with ``call_soon``, which runs right after the
+turn's I/O callbacks: every row that arrived in that turn is predicted by one predictor call
+and each connection is answered in arrival order. Nothing waits for a batch to fill (Triton's
+and MLServer's batchers hold requests up to a delay for that): a request alone in its turn is a
+batch of one, predicted with the single-row entry point as before.
+
+Why: under load the compiled model's per-row cost is the largest single item of the fast
+stack's CPU per request (``docs/fast-python.md``, profile under load): one row at a time it
+walks 500 trees with cold caches; in a batch the trees stay in cache across rows.
+
+Answers are the same as without batching: each row is predicted by the same compiled function
+(the batch entry point runs the per-row code over a row range), parity is checked for both entry
+points, and ``FIBER_ENDPOINTS_BATCHING=0`` turns batching off.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from time import perf_counter
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from fiber_endpoints.stacks.msgspec_handler import Handler, Reply
+
+BATCHING_ENV = "FIBER_ENDPOINTS_BATCHING"
+_logger = logging.getLogger("uvicorn.error")  # where uvicorn logs an app's exceptions
+
+
+def enabled() -> bool:
+    return os.environ.get(BATCHING_ENV, "1") != "0"
+
+
+class Connection(Protocol):
+    """What the batcher answers: a connection with requests waiting in the batch."""
+
+    def answer_batched(self, reply: Reply, started: float, ticket: Any) -> None: ...
+
+    def fail_batched(self) -> None: ...
+
+
+# A request in the batch: its connection, row, start (perf_counter), and what the connection
+# needs back to answer it (its ticket: request target, keep-alive).
+Pending = tuple[Connection, Sequence[float | None], float, Any]
+
+
+class RowBatcher:
+    """The rows of one worker's event loop waiting for this turn's predictor call."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self._pending: list[Pending] = []
+        self.batches = 0  # predictor calls made, and rows they predicted (for tests and docs)
+        self.rows = 0
+
+    def add(
+        self, loop: Any, conn: Connection, row: Sequence[float | None], started: float, ticket: Any
+    ) -> None:
+        if not self._pending:
+            loop.call_soon(self.flush)
+        self._pending.append((conn, row, started, ticket))
+
+    def flush(self) -> None:
+        """Predict every waiting row in one call and answer each connection, in arrival order.
+        Also called by a connection that must answer something else first (order kept)."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        handler = self.handler
+        t0 = perf_counter()
+        try:
+            if len(pending) == 1:
+                predictions: Sequence[Any] = [handler.predictor.predict_row(pending[0][1])]
+            else:
+                predictions = handler.predictor.predict_rows([p[1] for p in pending])
+        except Exception:  # as uvicorn does for an app that raises: log, 500, close
+            _logger.error("Exception in the batched inference fast path", exc_info=True)
+            for conn, *_ in pending:
+                conn.fail_batched()
+            return
+        inference_s = perf_counter() - t0
+        self.batches += 1
+        self.rows += len(pending)
+        for (conn, _, started, ticket), prediction in zip(pending, predictions, strict=True):
+            reply = handler.single_reply(prediction, started, inference_s)
+            conn.answer_batched(reply, started, ticket)
