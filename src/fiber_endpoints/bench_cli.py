@@ -333,7 +333,7 @@ def _add_load_flags(p: argparse.ArgumentParser) -> None:
         "--connections",
         type=_ints,
         default=None,
-        metavar="1,16,64",
+        metavar="1,16,64,256",
         help="closed-loop connection counts",
     )
     g.add_argument(

@@ -10,6 +10,7 @@ from fiber_endpoints.bench import reliability
 from fiber_endpoints.report import plots
 from fiber_endpoints.report.cells import parity_label
 from fiber_endpoints.report.comparison import v2_sections
+from fiber_endpoints.report.fast_vs_go import fast_vs_go_section
 from fiber_endpoints.report.load_tables import load_sections
 from fiber_endpoints.report.observability import observability_sections
 from fiber_endpoints.report.reliability_table import reliability_section
@@ -61,6 +62,7 @@ def write(results: dict[str, Any], out_md: Path) -> list[Path]:
     lines += observability_sections(results)
     if load:
         lines += load_sections(load, plot_dir, "plots")
+        lines += fast_vs_go_section(results)
     if results.get("v2_comparison"):
         lines += v2_sections(results, plot_dir, "plots")
     rel = reliability.read(out_md.parent)  # bench/reliability.py, beside results.json
