@@ -120,3 +120,13 @@ def test_a_fresh_connection_closed_without_an_answer_is_an_error() -> None:
     with pytest.raises(ClientError):
         c.send(c.prepare("GET", "/"))
     t.join(5)
+
+
+def test_server_timing_as_written_reads_back_the_same_in_str_and_bytes() -> None:
+    """The contract's Server-Timing, as the control writes it (str) and as the fast stack
+    writes it (bytes): one format, read back by the bench's parser to the milliseconds given."""
+    from fiber_endpoints import contract
+
+    text = contract.server_timing(37e-6, 68.5e-6)
+    assert contract.server_timing_bytes(37e-6, 68.5e-6) == text.encode()
+    assert parse_server_timing(text) == {"inference": 0.037, "app": 0.0685}

@@ -73,6 +73,7 @@ def _fast(app: asgi_msgspec.App, requests: bytes) -> FakeTransport:
     protocol.connection_made(transport)  # type: ignore[arg-type]
     assert protocol._fast_routes and protocol._spans is not None  # tracing on, fast path on
     protocol.data_received(requests)
+    loop.run_until_complete(asyncio.sleep(0))  # unsampled rows wait for the turn's batch
     protocol.connection_lost(None)
     loop.close()
     return transport

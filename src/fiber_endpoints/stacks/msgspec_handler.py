@@ -52,8 +52,8 @@ class Predictor(Protocol):
     def predict_flat(self, flat: FloatBuffer, n_rows: int) -> list[float]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ cost 1.9 µs against 0.3
+class Reply:  # (timeit, one core), one Reply per request; nothing mutates one
     """What the server writes: status, body, ``Server-Timing`` when the handler ran, and for a V2
     response with binary data its ``Inference-Header-Content-Length`` and content type; the
     predictor's own time when it ran (for the metrics, not written)."""
@@ -84,7 +84,7 @@ def check_shape(data: list[Any], n_features: int, batch: bool) -> ContractError 
 
 
 def _timing(inference_s: float, app_s: float) -> bytes:
-    return contract.server_timing(inference_s, app_s).encode()
+    return contract.server_timing_bytes(inference_s, app_s)
 
 
 def _finite(prediction: float | list[float]) -> bool:
