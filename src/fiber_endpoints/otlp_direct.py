@@ -325,15 +325,17 @@ class BatchExport:
 
     def _run(self) -> None:
         while not self._stopping:
-            self._wake.wait(self.delay_s)
+            woken = self._wake.wait(self.delay_s)
             self._wake.clear()
-            self.drain()
+            # As the BatchSpanProcessor: full batches when woken by one, everything on the timer.
+            self.drain(everything=not woken)
         self.drain()
 
-    def drain(self) -> None:
-        """Encode and post what is queued, a batch per request to the collector."""
+    def drain(self, everything: bool = True) -> None:
+        """Encode and post what is queued, a batch per request to the collector: every full
+        batch, and the rest too when ``everything``."""
         queue, encoder = self.queue, self.encoder
-        while queue:
+        while len(queue) >= self.batch or (everything and queue):
             n = min(self.batch, len(queue))
             records = [queue.popleft() for _ in range(n)]
             parts = []

@@ -268,20 +268,24 @@ def test_batches_follow_the_processors_settings_and_drops_are_counted(receiver: 
     assert got == [r[0][0].to_bytes(16, "big") for r in records[:4]]  # the first four, in order
 
 
-def test_the_thread_exports_a_full_batch_without_waiting_for_the_delay(receiver: Receiver) -> None:
+def test_the_thread_exports_full_batches_at_once_and_the_rest_on_stop(receiver: Receiver) -> None:
+    """As the BatchSpanProcessor: a full batch wakes the thread; a part batch waits for the
+    delay (a minute here), or the stop."""
     provider = _provider(receiver.url, max_export_batch_size=8, schedule_delay_millis=60_000)
     spans = deferred_tracing.DeferredSpans(provider, FEATURES)
     assert spans.direct is not None
     spans.direct.start()
-    records = [r for r in _records(40) if r[6] is not None][:4]  # 8 spans: one full batch
+    records = [r for r in _records(40) if r[6] is not None][:5]  # 10 spans: a batch and a part
     for r in records:
         spans.direct.put(r)
     for _ in range(200):
         if receiver.bodies:
             break
         threading.Event().wait(0.01)
-    assert len(_flatten(receiver.requests())[0]) == 8
+    threading.Event().wait(0.1)  # the part batch would have been posted by now, were it
+    assert [len(_flatten([r])[0]) for r in receiver.requests()] == [8]
     spans.stop()
+    assert [len(_flatten([r])[0]) for r in receiver.requests()] == [8, 2]
     provider.shutdown()
 
 
