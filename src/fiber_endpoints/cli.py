@@ -121,6 +121,13 @@ def _compile(args: argparse.Namespace) -> int:
     cert = lleaves_predictor.certificate_path(args.model)
     print(f"compiled and checked in {took:.1f} s: {lleaves_predictor.cache_path(args.model)}")
     print(f"certificate (the model's SHA-256, parity with LightGBM): {cert}")
+    if args.ship is not None:
+        try:
+            so = lleaves_predictor.ship(args.model, args.ship)
+        except ValueError as exc:
+            print(f"compile: {exc}", file=sys.stderr)
+            return 1
+        print(f"shipped: {so} (serve with {lleaves_predictor.SHIPPED_ENV}={args.ship})")
     return 0
 
 
@@ -133,6 +140,10 @@ def _add_compile(sub: Any) -> None:
     )
     p.add_argument("--model", type=Path, default=model.default_model(),
                    help=f"LightGBM text model (env {model.MODEL_ENV})")  # fmt: skip
+    p.add_argument("--ship", type=Path, metavar="DIR",
+                   help="also copy the linked, certified artefact into DIR, named by the model's "
+                   "SHA-256, for an image to carry (asgi-msgspec finds it there through "
+                   "FIBER_ENDPOINTS_COMPILED=DIR, without lleaves or llvmlite)")  # fmt: skip
     p.set_defaults(func=_compile)
 
 

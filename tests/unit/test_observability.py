@@ -4,7 +4,9 @@ the schema; and the compiled model's certificate (bound to the model file's hash
 
 from __future__ import annotations
 
+import json
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +129,65 @@ def test_certificate_is_bound_to_the_model_files_hash(tmp_path: Path) -> None:
     shutil.copy(model.MODELS_DIR / "binary" / "model.txt", path)
     lleaves_predictor.certificate_path(path, cache).write_text("{")
     assert not lleaves_predictor.certified(path, cache)
+
+
+def test_shipped_artefact_is_bound_to_the_model_and_needs_no_compiler(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What an image carries (``compile --ship``): found by the served file's hash alone, loaded
+    with neither lleaves nor llvmlite importable; any other model, or a changed .so or
+    certificate, finds nothing (and then falls back as without a shipped artefact)."""
+    from importlib import metadata
+
+    from fiber_endpoints.stacks import asgi_msgspec
+
+    source = model.MODELS_DIR / "regression" / "model.txt"
+    cache, into = tmp_path / "cache", tmp_path / "shipped"
+    cache.mkdir()
+    lleaves_predictor.LleavesPredictor(source, threads=1).close()  # the user cache's object
+    obj = lleaves_predictor.cache_path(source)
+    shutil.copy(obj, cache / obj.name)  # same bytes, same key: linked and checked, not compiled
+    so = lleaves_predictor.ship(source, into, cache)
+    assert so.parent == into and so.stem == lleaves_predictor.model_sha256(source)
+    served = tmp_path / "models" / "model.txt"  # mounted elsewhere: the hash finds it
+    served.parent.mkdir()
+    shutil.copy(source, served)
+    assert lleaves_predictor.shipped(served) is None, "no FIBER_ENDPOINTS_COMPILED: not looked up"
+    monkeypatch.setenv(lleaves_predictor.SHIPPED_ENV, str(into))
+    assert lleaves_predictor.shipped(served) == so
+
+    # A serving image: no lleaves, no llvmlite.
+    def not_installed(name: str) -> str:
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setitem(sys.modules, "lleaves", None)  # `import lleaves` raises ImportError
+    monkeypatch.setitem(sys.modules, "llvmlite", None)
+    monkeypatch.setitem(sys.modules, "llvmlite.binding", None)
+    monkeypatch.setattr(metadata, "version", not_installed)
+    monkeypatch.setenv("FIBER_ENDPOINTS_CACHE", str(tmp_path / "empty-cache"))
+    predictor = asgi_msgspec.load_predictor(served, 1, "lleaves")
+    assert isinstance(predictor, lleaves_predictor.LleavesPredictor) and predictor.from_image
+    golden = model.load_golden(source)
+    rows = [[None if v != v else v for v in row] for row in golden.rows]
+    assert model.parity_errors([predictor.predict_row(r) for r in rows], golden) == []
+    assert lleaves_predictor.ensure_compiled(served) == so
+    # Another model mounted over it: nothing shipped for its hash, no compiler: the C API.
+    shutil.copy(model.MODELS_DIR / "binary" / "model.txt", served)
+    assert lleaves_predictor.shipped(served) is None
+    assert not isinstance(asgi_msgspec.load_predictor(served, 1, "lleaves"), type(predictor))
+    # The shipped files themselves are checked: a changed .so, or a certificate for elsewhere.
+    shutil.copy(source, served)
+    cert = into / f"{so.stem}.parity.json"
+    good = cert.read_text()
+    for field, value in (("machine", "riscv64"), ("target_cpu", "znver4"), ("ok", False)):
+        doc = json.loads(good)
+        doc[field] = value
+        cert.write_text(json.dumps(doc))
+        assert lleaves_predictor.shipped(served) is None, field
+    cert.write_text(good)
+    assert lleaves_predictor.shipped(served) == so
+    so.write_bytes(so.read_bytes() + b"\0")
+    assert lleaves_predictor.shipped(served) is None
 
 
 def test_portable_target(monkeypatch: pytest.MonkeyPatch) -> None:

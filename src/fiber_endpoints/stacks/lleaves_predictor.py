@@ -14,6 +14,14 @@ another). The parity check runs at compile time and its result is written beside
 only when that certificate is there for the exact model file it serves, so a model mounted over
 the shipped one never runs a stale artefact: its hash finds no artefact, and it is compiled and
 checked again (or served by the C API when the check fails).
+
+An image ships the certified, linked artefact of its model (:func:`ship`, ``fiber-endpoints
+compile --ship DIR`` at build time) in a read-only directory named by ``$FIBER_ENDPOINTS_COMPILED``,
+as ``<model sha256>.so`` beside its certificate (which also names the ``.so``'s own SHA-256).
+:func:`shipped` finds it by the served model file's hash alone, so a worker loads it with
+``ctypes`` and needs neither lleaves nor llvmlite installed: the asgi-msgspec image has neither.
+Any other model finds nothing there, and is compiled as above where lleaves is installed, or
+served by the C API where it is not.
 """
 
 from __future__ import annotations
@@ -58,6 +66,55 @@ def target() -> tuple[str, str]:
 
 def model_sha256(model_path: Path) -> str:
     return hashlib.sha256(model_path.read_bytes()).hexdigest()
+
+
+SHIPPED_ENV = "FIBER_ENDPOINTS_COMPILED"  # a read-only directory of shipped artefacts (images)
+
+
+def ship(model_path: Path, into: Path, directory: Path | None = None) -> Path:
+    """Copy this model's certified, linked artefact (compiled and checked first if needed) into
+    ``into`` as ``<model sha256>.so`` + ``.parity.json``, for :func:`shipped` to find. Refuses
+    (``ValueError``) an artefact that is not certified or not linked: only a ``.so`` whose own
+    parity check passed is shipped."""
+    directory = directory or cache_dir()
+    ensure_compiled(model_path, directory)
+    doc = _certificate(model_path, directory)
+    so = shared_object_path(model_path, directory)
+    if doc is None or not doc.get("shared_object") or not so.exists():
+        raise ValueError(f"{model_path}: no certified shared object to ship (is a linker there?)")
+    digest = model_sha256(model_path)
+    into.mkdir(parents=True, exist_ok=True)
+    data = so.read_bytes()
+    (into / f"{digest}.so").write_bytes(data)
+    doc = {**doc, "shared_object_sha256": hashlib.sha256(data).hexdigest(),
+           "machine": platform.machine()}  # fmt: skip
+    (into / f"{digest}.parity.json").write_text(json.dumps(doc, indent=1))
+    return into / f"{digest}.so"
+
+
+def shipped(model_path: Path, into: Path | None = None) -> Path | None:
+    """The shipped shared object for exactly this model file (its SHA-256 names it, its
+    certificate must say so and name the ``.so``'s bytes), built for this machine and for the
+    target :func:`target` asks for; None otherwise. Needs neither lleaves nor llvmlite."""
+    folder = into or (Path(os.environ[SHIPPED_ENV]) if os.environ.get(SHIPPED_ENV) else None)
+    if folder is None:
+        return None
+    try:
+        digest = model_sha256(model_path)
+        doc = json.loads((folder / f"{digest}.parity.json").read_text())
+        so = folder / f"{digest}.so"
+        ok = (
+            isinstance(doc, dict)
+            and doc.get("ok") is True
+            and doc.get("shared_object") is True
+            and doc.get("model_sha256") == digest
+            and doc.get("machine") == platform.machine()
+            and doc.get("target_cpu") == target()[0]
+            and doc.get("shared_object_sha256") == hashlib.sha256(so.read_bytes()).hexdigest()
+        )
+    except (OSError, ValueError):
+        return None
+    return so if ok else None
 
 
 def cache_path(model_path: Path, directory: Path | None = None) -> Path:
@@ -198,6 +255,7 @@ def compile_and_check(model_path: Path, directory: Path | None = None) -> list[s
     """Compile (if needed) and link, check the artefact that will be served against
     LightGBM's C API, and write the certificate when it passes; returns the mismatches
     (empty: certified). ``fiber-endpoints compile``."""
+    directory = directory or cache_dir()  # this compile's artefact, never a shipped one
     compiled = LleavesPredictor(model_path, threads=1, directory=directory, check=False)
     reference = CapiPredictor(model_path, threads=1)
     try:
@@ -231,7 +289,10 @@ def compile_and_check(model_path: Path, directory: Path | None = None) -> list[s
 
 
 def ensure_compiled(model_path: Path, directory: Path | None = None) -> Path:
-    """Compile and certify if needed (before starting workers); returns the cache file."""
+    """Compile and certify if needed (before starting workers); returns the cache file, or the
+    shipped shared object when there is one for this model (then nothing is compiled)."""
+    if directory is None and (so := shipped(model_path)) is not None:
+        return so
     if not certified(model_path, directory):
         compile_and_check(model_path, directory)
     return cache_path(model_path, directory)
@@ -248,21 +309,25 @@ class LleavesPredictor:
         directory: Path | None = None,
         check: bool = False,
     ) -> None:
-        if check and not certified(path, directory):
-            errors = compile_and_check(path, directory)
-            if errors:
-                raise ValueError(f"lleaves disagrees with LightGBM: {errors[0]}")
-        obj = cache_path(path, directory)
-        if not obj.exists():  # compile time (lleaves); serving loads what is already made
-            _compiled_model(path, directory)
-        so = _link(obj)
+        # The image's artefact for exactly this model file: no lleaves, no llvmlite needed.
+        so = shipped(path) if directory is None else None
+        self.from_image = so is not None
+        if so is None:
+            if check and not certified(path, directory):
+                errors = compile_and_check(path, directory)
+                if errors:
+                    raise ValueError(f"lleaves disagrees with LightGBM: {errors[0]}")
+            obj = cache_path(path, directory)
+            if not obj.exists():  # compile time (lleaves); serving loads what is already made
+                _compiled_model(path, directory)
+            so = _link(obj)
         self.shared = so is not None
         self._model: Any  # owns the code: keep it alive
         if so is not None:  # no LLVM in this process
             self._model = ctypes.CDLL(str(so))
             self._entry = _ENTRY(("forest_root", self._model))
         else:
-            self._model = _load_object(obj)
+            self._model = _load_object(cache_path(path, directory))
             self._entry = self._model[1]
         self.num_features, self.num_class = model_shape(path)
         self.threads = threads or cpus.usable_cpus()
