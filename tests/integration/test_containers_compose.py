@@ -77,8 +77,15 @@ SCRIPT = ROOT / "scripts" / "containers.sh"
 JAEGER_QUERY = "http://127.0.0.1:16686"
 GRACE_S = 15  # compose.yaml's stop_grace_period
 MEMORY_LIMIT = 1 << 30  # compose.yaml's default STACK_MEMORY (1g)
-# What the runtime image must not carry: the bench extra's training, plotting and data libraries.
+# What the runtime images must not carry: the bench extra's training, plotting and data libraries.
 NOT_SERVING = ("matplotlib", "sklearn", "pandas", "pyarrow", "rich", "hdrh", "httpx", "psutil")
+# ... and per stack, what that stack never imports (docker/python.Dockerfile's venv-<stack>).
+NOT_IMPORTED = {
+    "fastapi": ("lleaves", "llvmlite"),
+    "asgi-msgspec": ("lleaves", "llvmlite", "scipy", "narwhals", "fastapi", "starlette"),
+}
+# Each image's size may not grow back past what docs/containers.md reports (MB) + 10%.
+MAX_SIZE_MB = {"fastapi": 479 * 1.1, "asgi-msgspec": 329 * 1.1, "fiber": 28 * 1.1}
 RESULTS = ROOT / "results" / "containers"
 CLI = Path(sys.executable).with_name("fiber-endpoints")
 
@@ -271,6 +278,8 @@ def record(key: str, value: Any) -> None:
 
 
 def test_image_sizes_and_serving_set_only(engine: Engine, lab: dict[str, str]) -> None:
+    """Each Python image has its own stack's serving set: no bench package, none of what that
+    stack never imports; the suites above show each still serves (contract, V2, parity)."""
     sizes = {}
     for name in stacks.STACKS:
         sizes[name] = int(
@@ -279,11 +288,54 @@ def test_image_sizes_and_serving_set_only(engine: Engine, lab: dict[str, str]) -
     record("image_size_bytes", sizes)
     print("image sizes (MB):", {k: round(v / 1e6) for k, v in sizes.items()})
     probe = "import importlib.util as u, sys; print([m for m in sys.argv[1:] if u.find_spec(m)])"
-    out = engine.docker(
-        "run", "--rm", "--entrypoint", "python", "fiber-endpoints/fastapi:dev", "-c", probe,
-        *NOT_SERVING,
+    for name, absent in NOT_IMPORTED.items():
+        present = engine.docker(
+            "run", "--rm", "--entrypoint", "python", f"fiber-endpoints/{name}:dev", "-c", probe,
+            *NOT_SERVING, *absent, "numpy", "lightgbm", "msgspec",
+        ).strip()  # fmt: skip
+        assert present == "['numpy', 'lightgbm', 'msgspec']", (name, present)
+    for name, size in sizes.items():
+        assert size / 1e6 < MAX_SIZE_MB[name], (name, size)
+
+
+def test_asgi_msgspec_serves_the_compiled_model_it_ships(
+    engine: Engine, lab: dict[str, str]
+) -> None:
+    """The image's model runs the compiled code made at build time: lleaves from the first
+    start, with no compiler in the image (the suites above check its answers)."""
+    with urllib.request.urlopen(f"{lab['asgi-msgspec']}/health", timeout=5) as resp:
+        assert json.load(resp)["predictor"] == "lleaves"
+    log = logs(engine, container_of(engine, "asgi-msgspec"))
+    assert "predictor: lleaves (compiled)" in log and "lleaves unavailable" not in log, log
+
+
+def test_model_mounted_over_the_shipped_one_is_served_by_lightgbm(engine: Engine) -> None:
+    """Another model mounted over /models/model.txt finds no artefact for its SHA-256 (and no
+    compiler): LightGBM's C API serves it, and its answers are its own model's."""
+    from fiber_endpoints import model
+
+    other = model.MODELS_DIR / "binary" / "model.txt"
+    golden = model.load_golden(other)
+    name = f"fe-mounted-{os.getpid()}"
+    engine.docker(
+        "run", "-d", "--name", name, "--cpus", "1", "-e", "OTEL_SDK_DISABLED=true",
+        "-v", f"{other}:/models/model.txt:ro", "-p", "127.0.0.1::8002",
+        "fiber-endpoints/asgi-msgspec:dev",
     )  # fmt: skip
-    assert out.strip() == "[]", out
+    try:
+        port = engine.docker("port", name, "8002/tcp").split(":")[-1].strip()
+        url = f"http://127.0.0.1:{port}"
+        wait_for(f"{url}/health", 60, name, engine)
+        with urllib.request.urlopen(f"{url}/health", timeout=5) as resp:
+            assert json.load(resp)["predictor"] == "lightgbm-c-api"
+        rows = [[None if v != v else v for v in row] for row in golden.rows]
+        req = urllib.request.Request(f"{url}/inference/batch", data=encode_body(rows),
+                                     headers={"Content-Type": "application/json"})  # fmt: skip
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            got = json.load(resp)["predictions"]
+        assert model.parity_errors(got, golden) == []
+    finally:
+        engine.docker("rm", "-f", name, check=False)
 
 
 @pytest.mark.parametrize("cpus", ["1", "2"])

@@ -366,16 +366,59 @@ def extra(name: str) -> list[Requirement]:
 def test_python_image_installs_from_the_lock() -> None:
     """The build stage installs with `uv sync --locked` (uv.lock's versions and hashes; a stale
     lock fails the build) and no extras, using the uv version pyproject.toml pins."""
-    build = dockerfiles.by_name(dockerfiles.read(DOCKER / "python.Dockerfile"))["build"]
+    stages = dockerfiles.by_name(dockerfiles.read(DOCKER / "python.Dockerfile"))
+    build = stages["build"]
     runs = [r.exec_form for r in build.all("RUN")]
     assert all(runs), "the build stage's RUNs are exec form (the integration tests replay them)"
-    syncs = [r for r in runs if r and r[:2] == ["uv", "sync"]]
+    # The build's syncs and each stack's venv stage's (the same lock, less some packages).
+    syncs = [r.exec_form or [] for st in stages.values() for r in st.all("RUN")
+             if (r.exec_form or [])[:2] == ["uv", "sync"]]  # fmt: skip
     assert syncs and all("--locked" in r for r in syncs), syncs
     options = {a.split("=")[0] for r in syncs for a in r}
     assert not options & {"--extra", "--all-extras", "--group", "--all-groups", "--frozen"}
     [uv_pin] = [str(r) for r in extra("dev") if r.name == "uv"]
     assert ["pip", "install", uv_pin] in runs, f"install uv as {uv_pin}, pyproject.toml's pin"
     assert ["pyproject.toml", "uv.lock", "./"] in [c.args.split() for c in build.all("COPY")]
+
+
+@pytest.mark.parametrize(
+    "name", sorted(n for n, s in stacks.STACKS.items() if s.language == "python")
+)
+def test_each_python_stack_has_its_own_serving_venv(name: str) -> None:
+    """A stack's image gets the venv of its own `venv-<stack>` stage: the build's, synced from
+    the lock again less only packages of that lock (what the stack never imports)."""
+    stages = dockerfiles.read(DOCKER / "python.Dockerfile")
+    venv = dockerfiles.by_name(stages)[f"venv-{name}"]
+    assert venv.base == "build"
+    [sync] = [r.exec_form for r in venv.all("RUN")]
+    assert sync is not None and sync[:5] == ["uv", "sync", "--locked", "--no-editable",
+                                             "--no-install-package"], sync  # fmt: skip
+    left_out = {sync[i + 1] for i, a in enumerate(sync) if a == "--no-install-package"}
+    assert len(left_out) == sync.count("--no-install-package")
+    locked = {p["name"] for p in tomllib.loads((ROOT / "uv.lock").read_text())["package"]}
+    assert left_out <= locked, left_out - locked
+    copies = [c for c in dockerfiles.by_name(stages)[name].all("COPY") if "from" in c.flags]
+    assert [(c.flags["from"], c.args) for c in copies if c.args.endswith("/opt/venv")] == [
+        (f"venv-{name}", "/opt/venv /opt/venv")
+    ]
+
+
+def test_asgi_msgspec_image_ships_its_compiled_model() -> None:
+    """Compiled at build time by `fiber-endpoints compile --ship`, for the model the image bakes
+    in, into the folder the stage points FIBER_ENDPOINTS_COMPILED at."""
+    from fiber_endpoints.stacks import lleaves_predictor
+
+    stages = dockerfiles.read(DOCKER / "python.Dockerfile")
+    compiled = dockerfiles.by_name(stages)["compiled"]
+    [run] = [r.exec_form for r in compiled.all("RUN") if r.exec_form]
+    args = cli.build_parser().parse_args(run[1:])
+    assert run[0] == "/opt/venv/bin/fiber-endpoints" and args.command == "compile"
+    assert str(args.model) == MODEL_PATH
+    env = dockerfiles.env(stages, "asgi-msgspec")
+    assert env[lleaves_predictor.SHIPPED_ENV] == str(args.ship)
+    copies = dockerfiles.by_name(stages)["asgi-msgspec"].all("COPY")
+    assert any(c.flags.get("from") == "compiled" and c.args.split() == [str(args.ship)] * 2
+               for c in copies)  # fmt: skip
 
 
 def test_serving_set_leaves_out_the_bench_extra() -> None:
