@@ -77,6 +77,19 @@ def test_health(server: servers.Server, client: RawClient) -> None:
     assert predictor in {"lightgbm-booster", "leaves", "lleaves", "lightgbm-c-api"}
 
 
+def test_serves_without_the_bench_only_packages(server: servers.Server) -> None:
+    """A stack served from the project's environment loads none of the training and plotting
+    packages (``stacks.NOT_SERVING``), as in the serving image; LightGBM would otherwise import
+    pandas and scikit-learn at start (seconds, and ~100 MiB). Seen in the process's memory map:
+    each of these has compiled extensions that importing it maps."""
+    assert server.pid is not None
+    mapped = Path(f"/proc/{server.pid}/maps").read_text()
+    loaded = [
+        name for name in ("sklearn", "pandas", "pyarrow", "matplotlib") if f"/{name}/" in mapped
+    ]
+    assert loaded == []
+
+
 def test_single_prediction_matches_lightgbm(client: RawClient) -> None:
     golden = model.load_golden(MODELS["regression"])
     row = golden.rows[0]

@@ -7,6 +7,7 @@ benchmark and the tests: ``fiber-endpoints serve NAME --host H --port P --model 
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -18,6 +19,27 @@ from fiber_endpoints.v2 import DEFAULT_MODEL_NAME
 # A stack that cannot compute a model exactly exits with this code before serving (fiber/main.go
 # uses the same): it is then reported as not eligible for that model, never timed.
 EXIT_UNSUPPORTED_MODEL = 65  # EX_DATAERR (sysexits.h); uvicorn itself exits 3 when it cannot bind
+
+
+# Installed with the bench's extras (training, plots, the load lab), never needed to serve: the
+# serving image has none of them (docker/python.Dockerfile; its test checks each is absent).
+NOT_SERVING = ("matplotlib", "sklearn", "pandas", "pyarrow", "rich", "hdrh", "httpx", "psutil")
+SERVING_ENV = "FIBER_ENDPOINTS_SERVING"  # set by ``serve`` for the server and its workers
+
+
+def serving_imports_only() -> None:
+    """In a server process (and, through the environment, its workers): the packages of
+    :data:`NOT_SERVING` made unimportable, as they are in the serving image. LightGBM's Python
+    package imports pandas and scikit-learn whenever they are installed, ~4 s of the control's
+    start here (``python -X importtime``) and most of its memory, for nothing it uses to
+    predict; a stack served from the project's environment now starts as it does in the image."""
+    os.environ[SERVING_ENV] = "1"
+    for name in NOT_SERVING:
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]  # "import name" fails
+
+
+if os.environ.get(SERVING_ENV) == "1":  # a uvicorn worker: its imports start here
+    serving_imports_only()
 
 
 def exit_zero_on_stop_signal() -> None:
@@ -46,6 +68,7 @@ class Stack:
 
 
 def _run_fastapi(opts: ServeOptions) -> None:
+    serving_imports_only()
     from fiber_endpoints.stacks import fastapi_control
 
     fastapi_control.serve(opts)
@@ -58,6 +81,7 @@ def _run_fiber(opts: ServeOptions) -> None:
 
 
 def _run_asgi_msgspec(opts: ServeOptions) -> None:
+    serving_imports_only()
     from fiber_endpoints.stacks import asgi_msgspec
 
     asgi_msgspec.serve(opts)
