@@ -22,7 +22,6 @@ messages naming it agree between stacks. The Go stack's reader (``fiber/request.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -110,9 +109,7 @@ def read(body: bytes, features: FeatureNames, batch: bool) -> list[Row]:
     """Every row in the model's order (one for a single request), or the contract's first
     error for the body, raised as :class:`ContractError`."""
     try:
-        doc = json.loads(
-            body, parse_constant=contract.reject_json_constant, object_pairs_hook=_object
-        )
+        doc = contract.loads_json(body, object_pairs_hook=_object)
     except ValueError:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise contract.malformed_json() from None
     if not isinstance(doc, dict):

@@ -185,6 +185,7 @@ def test_parity_on_golden_set(server: servers.Server) -> None:
     assert result.ok, result.errors
 
 
+DEEP = b'{"data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
 TOO_BIG = b'{"data": [' + b",".join([b"1.0"] * 300_000) + b"]}"
 
 JSON = "application/json"
@@ -220,6 +221,15 @@ BAD_REQUESTS: list[tuple[str, str, str, bytes | None, str | None, contract.Contr
      C.not_a_number("data[0]")),
     ("bool", "POST", "/inference", body([True] + [1.0] * 19), JSON, C.not_a_number("data[0]")),
     ("nested", "POST", "/inference", body([[1.0]] + [1.0] * 19), JSON, C.not_a_number("data[0]")),
+    # Valid JSON nested past Python's recursion limit (a "bracket bomb", 200 kB): refused where it
+    # stops fitting, as the Go stack (which reads any depth) answers, never a RecursionError 500.
+    ("nested-100k-deep", "POST", "/inference", DEEP, JSON, C.not_a_number("data[0]")),
+    ("batch-nested-100k-deep", "POST", "/inference/batch", b'{"data": [' + DEEP[9:-1] + b"]}",
+     JSON, C.not_a_number("data[0][0]")),
+    ("name-nested-100k-deep", "POST", "/inference",
+     b'{"data": {"Column_0": ' + DEEP[9:-1] + b", "
+     + json.dumps({k: 0.5 for k in NAMES[1:]})[1:-1].encode() + b"}}",
+     JSON, C.not_a_number('data["Column_0"]')),
     ("object", "POST", "/inference", body([{}] + [1.0] * 19), JSON, C.not_a_number("data[0]")),
     ("out-of-range", "POST", "/inference", b'{"data": [1e400' + b", 1" * 19 + b"]}", JSON,
      C.out_of_range("data[0]")),

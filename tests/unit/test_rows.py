@@ -229,3 +229,21 @@ def _train(tmp_path: Path, names: list[str]) -> Path:
     path = tmp_path / "named.txt"
     booster.save_model(str(path))
     return path
+
+
+def test_a_bracket_bomb_is_read_with_its_deep_values_emptied() -> None:
+    """Valid JSON nested past Python's recursion limit reads as the same document with every
+    value deeper than 32 levels emptied; brackets inside strings are text, not nesting."""
+    from fiber_endpoints import contract
+
+    bomb = '{"s": "[[[{{", "data": [' + "[" * 50_000 + "]" * 50_000 + ', 1.5], "t": "]]}"}'
+    doc = contract.loads_json(bomb.encode())
+    assert doc["s"] == "[[[{{" and doc["t"] == "]]}" and doc["data"][1] == 1.5
+    depth, value = 0, doc["data"][0]
+    while value:
+        depth, value = depth + 1, value[0]
+    assert depth == 32 - 2  # "data"'s object and array, then arrays down to level 32, emptied
+    shallow = '{"data": [[[1]]]}'
+    assert contract.loads_json(shallow) == {"data": [[[1]]]}  # not deep: read as it is
+    with pytest.raises(ValueError):
+        contract.loads_json(b'{"data": [NaN]}')

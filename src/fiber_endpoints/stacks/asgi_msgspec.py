@@ -441,23 +441,23 @@ class FastPathProtocol(HttpToolsProtocol):
         self._fast_body = []
         started, url = self._fast_started, self.url
         keep_alive = not self._fast_close and self.parser.should_keep_alive()
-        if self._fast_batch:
-            assert self._batcher is not None and self._parse_single is not None
-            parsed = self._parse_single(body, started)
-            if not isinstance(parsed, Reply):  # a row: predicted with this turn's others
-                self._batched += 1
-                self._batcher.add(self.loop, self, parsed, started, (url, keep_alive))
-                return
-            reply = parsed
-        else:
-            try:
+        try:
+            if self._fast_batch:
+                assert self._batcher is not None and self._parse_single is not None
+                parsed = self._parse_single(body, started)
+                if not isinstance(parsed, Reply):  # a row: predicted with this turn's others
+                    self._batched += 1
+                    self._batcher.add(self.loop, self, parsed, started, (url, keep_alive))
+                    return
+                reply = parsed
+            else:
                 reply = route(body)
-            except Exception:  # as uvicorn does for an ASGI app that raises: log, 500, close
-                self.logger.error("Exception in the inference fast path", exc_info=True)
-                if self._batched:
-                    self._flush_batch()
-                self._write_500()
-                return
+        except Exception:  # as uvicorn does for an ASGI app that raises: log, 500, close
+            self.logger.error("Exception in the inference fast path", exc_info=True)
+            if self._batched:
+                self._flush_batch()
+            self._write_500()
+            return
         if self._batched:  # answers due on this connection go out before this one
             self._flush_batch()
         self._answer(reply, started, url, keep_alive and not self._fast_close)

@@ -205,7 +205,7 @@ class StrictJSONRequest(Request):
 
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
-            self._json = json.loads(await self.body(), parse_constant=contract.reject_json_constant)
+            self._json = contract.loads_json(await self.body())
         return self._json
 
 
