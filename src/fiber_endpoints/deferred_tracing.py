@@ -80,18 +80,27 @@ def _decider(sampler: Any) -> Callable[[int, int | None], bool] | None:
     the SDK's own rules; ``None`` for any other sampler (asked through ``should_sample``)."""
     from opentelemetry.sdk.trace import sampling
 
+    def deciding_as(s: Any, base: Any) -> bool:
+        """``s`` is a ``base`` that decides as ``base`` does: the class itself or a subclass
+        that only sets it up, as the ones ``OTEL_TRACES_SAMPLER`` names are
+        (``ParentBasedTraceIdRatio``, ``_ParentBasedAlwaysOn``, ``_AlwaysOff``, ...)."""
+        return isinstance(s, base) and type(s).should_sample is base.should_sample
+
     def static(s: Any) -> bool | None:
-        if isinstance(s, sampling.StaticSampler):
+        if deciding_as(s, sampling.StaticSampler):
             return bool(s._decision == sampling.Decision.RECORD_AND_SAMPLE)
         return None
 
     if static(sampler) is not None:
         on = static(sampler)
         return lambda trace_id, parent: bool(on)
-    if type(sampler) is sampling.TraceIdRatioBased:
-        bound = sampler.bound
-        return lambda trace_id, parent: trace_id & sampling.TraceIdRatioBased.TRACE_ID_LIMIT < bound
-    if type(sampler) is sampling.ParentBased:
+    if (
+        deciding_as(sampler, sampling.TraceIdRatioBased)
+        and sampler.TRACE_ID_LIMIT == sampling.TraceIdRatioBased.TRACE_ID_LIMIT
+    ):
+        bound, limit = sampler.bound, sampling.TraceIdRatioBased.TRACE_ID_LIMIT
+        return lambda trace_id, parent: trace_id & limit < bound
+    if deciding_as(sampler, sampling.ParentBased):
         root = _decider(sampler._root)
         remote_on = static(sampler._remote_parent_sampled)
         remote_off = static(sampler._remote_parent_not_sampled)

@@ -200,6 +200,53 @@ def test_decisions_equal_the_sdk_samplers(sampler: Sampler) -> None:
         assert decide(trace_id, flags) == want
 
 
+@pytest.mark.parametrize(
+    ("name", "arg"),
+    [
+        ("always_on", None),
+        ("always_off", None),
+        ("parentbased_always_on", None),
+        ("parentbased_always_off", None),
+        ("traceidratio", "0.25"),
+        ("parentbased_traceidratio", "0.01"),
+        ("parentbased_traceidratio", "1.0"),
+    ],
+)
+def test_the_samplers_otel_traces_sampler_names_are_decided_in_place(
+    monkeypatch: pytest.MonkeyPatch, name: str, arg: str | None
+) -> None:
+    """As the SDK builds them from the environment (``parentbased_traceidratio`` is its own
+    class, ``ParentBasedTraceIdRatio``): none is left to ``should_sample`` per request (~15 µs
+    per request on the server, sampled or not), and each decides as the SDK does."""
+    from opentelemetry.sdk.trace import sampling
+
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", name)
+    if arg is not None:
+        monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", arg)
+    sampler = sampling._get_from_env_or_default()
+    decide = deferred_tracing._decider(sampler)
+    assert decide is not None, type(sampler).__name__
+    rng = random.Random(5)
+    for _ in range(2000):
+        trace_id = rng.getrandbits(128)
+        flags = rng.choice([None, 0, 1])
+        context = None
+        if flags is not None:
+            parent = SpanContext(trace_id, 1, is_remote=True, trace_flags=TraceFlags(flags))
+            context = set_span_in_context(NonRecordingSpan(parent))
+        want = sampler.should_sample(context, trace_id, "x").decision.is_sampled()  # type: ignore[no-untyped-call]
+        assert decide(trace_id, flags) == want
+
+
+def test_a_sampler_deciding_otherwise_is_asked_itself() -> None:
+    class Odd(TraceIdRatioBased):
+        def should_sample(self, *args: Any, **kwargs: Any) -> Any:
+            return ALWAYS_ON.should_sample(*args, **kwargs)
+
+    assert deferred_tracing._decider(Odd(0.0)) is None
+    assert deferred_tracing._decider(ParentBased(Odd(0.0))) is None
+
+
 def test_another_propagator_keeps_tracing_on_the_asgi_path() -> None:
     from opentelemetry import propagate
     from opentelemetry.propagators.textmap import TextMapPropagator
