@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -78,7 +79,7 @@ JAEGER_QUERY = "http://127.0.0.1:16686"
 GRACE_S = 15  # compose.yaml's stop_grace_period
 MEMORY_LIMIT = 1 << 30  # compose.yaml's default STACK_MEMORY (1g)
 # What the runtime images must not carry: the bench extra's training, plotting and data libraries.
-NOT_SERVING = ("matplotlib", "sklearn", "pandas", "pyarrow", "rich", "hdrh", "httpx", "psutil")
+NOT_SERVING = stacks.NOT_SERVING  # not in any serving image, nor imported by a native server
 # ... and per stack, what that stack never imports (docker/python.Dockerfile's venv-<stack>).
 NOT_IMPORTED = {
     "fastapi": ("lleaves", "llvmlite"),
@@ -467,28 +468,53 @@ def wait_for(url: str, timeout: float, name: str, engine: Engine) -> None:
         time.sleep(0.5)
 
 
+def _post_once_read(url: str, path: str, body: bytes, read: threading.Semaphore) -> int:
+    """POST with ``Expect: 100-continue``: the body goes once the server answers ``100
+    Continue`` (it has begun reading this request: uvicorn when the app reads the body,
+    fasthttp when the handler does), then ``read`` is released; the final status is returned."""
+    host, port = url.split("://", 1)[1].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(
+            b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\nExpect: 100-continue\r\n\r\n"
+            % (path.encode(), host.encode(), len(body))
+        )
+        interim = sock.recv(4096)
+        assert interim.startswith(b"HTTP/1.1 100"), interim[:200]
+        sock.sendall(body)
+        read.release()
+        reply = b""
+        while b"\r\n" not in reply:
+            chunk = sock.recv(4096)
+            assert chunk, f"connection closed before an answer: {reply[:200]!r}"
+            reply += chunk
+        return int(reply.split(b" ", 2)[1])
+
+
 def test_zz_sigterm_as_pid_1_drains_in_flight_requests(engine: Engine, lab: dict[str, str]) -> None:
     """Last (zz): `docker compose stop` sends SIGTERM to each server as PID 1 while requests are
     in flight; every one is answered 200, and each container exits 0 within the grace period."""
     rows = [[0.5] * 20] * 9_000  # ~0.9 MB, under the 1 MiB body limit: a long prediction
     body = encode_body(rows)
     results: dict[str, list[int | str]] = {name: [] for name in lab}
+    in_flight = threading.Semaphore(0)
 
     def call(name: str, url: str) -> None:
-        c = RawClient(url, timeout=30)
         try:
-            results[name].append(c.send(c.prepare("POST", "/inference/batch", body)).status)
+            results[name].append(_post_once_read(url, "/inference/batch", body, in_flight))
         except Exception as exc:
             results[name].append(repr(exc))
-        finally:
-            c.close()
+            in_flight.release()
 
     threads = [
         threading.Thread(target=call, args=(name, url)) for name, url in lab.items() for _ in (0, 1)
     ]
     for t in threads:
         t.start()
-    time.sleep(0.05)  # the requests are sent; each server is predicting
+    # In flight means read by the server (its 100 Continue), not merely sent: a request still in
+    # the socket's queue at SIGTERM is one uvicorn drops (docs/containers.md, the control).
+    for _ in threads:
+        assert in_flight.acquire(timeout=30), "a server never began to read its request"
     t0 = time.monotonic()
     engine.compose("stop", "--timeout", str(GRACE_S), *stacks.STACKS, timeout=60)
     stop_s = time.monotonic() - t0
