@@ -19,9 +19,9 @@ rule out calling the SDK per request, so the fast path does only this:
 - **encode and export later, off the event loop** (:mod:`otlp_direct`), when the configuration
   is the plain one ``tracing.setup`` installs (decided once, at start, and logged): each record
   is spliced into OTLP protobuf bytes from templates, and one thread posts batches through the
-  configured exporter's own client. Building the spans through the SDK cost ~100 µs per request
-  and their OTLP encoding another ~100 µs, on the server's core; splicing costs a few µs
-  (``scripts/trace_export_cost.py``, ``docs/tracing.md``);
+  configured exporter's own client. Building the spans through the SDK costs 54-117 µs per
+  request and their OTLP encoding another 53-101 µs (quiet to busy machine), on the server's
+  core; splicing costs ~1.6 µs (``scripts/trace_export_cost.py``, ``docs/tracing.md``);
 - otherwise **build and export later** (:meth:`DeferredSpans.flush`, on the event loop every
   :data:`FLUSH_INTERVAL_S`, at most :data:`CHUNK` requests per loop iteration so that I/O runs
   in between): each record becomes the same two spans through the SDK itself, with the recorded
