@@ -360,9 +360,8 @@ class FastPathProtocol(HttpToolsProtocol):
         route = self._fast_routes.get(self.url)
         if route is not None and self._plain_request():
             self._fast_batch = self._batcher is not None and self.url == self._batch_url
-            if self._spans is not None and self._sampled():
-                route = self._record_routes[self.url]
-                self._fast_batch = False  # a sampled request records its own predictor call
+            if self._spans is not None and self._sampled() and not self._fast_batch:
+                route = self._record_routes[self.url]  # records its own predictor call
             self._fast_route, self._fast_body = route, []
             self._fast_started = perf_counter()
             return
@@ -447,7 +446,9 @@ class FastPathProtocol(HttpToolsProtocol):
                 parsed = self._parse_single(body, started)
                 if not isinstance(parsed, Reply):  # a row: predicted with this turn's others
                     self._batched += 1
-                    self._batcher.add(self.loop, self, parsed, started, (url, keep_alive))
+                    ticket = (url, keep_alive, self._fast_trace, self._fast_start_ns)
+                    self._fast_trace = None
+                    self._batcher.add(self.loop, self, parsed, started, ticket)
                     return
                 reply = parsed
             else:
@@ -472,14 +473,24 @@ class FastPathProtocol(HttpToolsProtocol):
         assert self._batcher is not None
         self._batcher.flush()
 
-    def answer_batched(self, reply: Reply, started: float, ticket: tuple[bytes, bool]) -> None:
+    def answer_batched(
+        self,
+        reply: Reply,
+        started: float,
+        ticket: tuple[bytes, bool, Trace | None, int],
+        call_ns: tuple[int, int],
+    ) -> None:
         """A request of this connection answered by the batch (row_batching.py); the last one
-        waiting closes the connection when a graceful stop began meanwhile."""
+        waiting closes the connection when a graceful stop began meanwhile. A sampled request's
+        spans: its model-inference span is the batch's predictor call (its own row: 1)."""
         self._batched -= 1
-        url, keep_alive = ticket
+        url, keep_alive, trace, start_ns = ticket
         self._answer(
             reply, started, url, keep_alive and not (self._fast_close and not self._batched)
         )
+        if trace is not None and self._spans is not None:
+            path = url.decode("latin-1")
+            self._spans.add(trace, "POST", path, start_ns, reply.status, (*call_ns, 1))
 
     def fail_batched(self) -> None:
         self._batched -= 1

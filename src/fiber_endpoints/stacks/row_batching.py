@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from time import perf_counter
+from time import perf_counter, time_ns
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -42,13 +42,17 @@ def enabled() -> bool:
 class Connection(Protocol):
     """What the batcher answers: a connection with requests waiting in the batch."""
 
-    def answer_batched(self, reply: Reply, started: float, ticket: Any) -> None: ...
+    def answer_batched(
+        self, reply: Reply, started: float, ticket: Any, call_ns: tuple[int, int]
+    ) -> None: ...
 
     def fail_batched(self) -> None: ...
 
 
 # A request in the batch: its connection, row, start (perf_counter), and what the connection
-# needs back to answer it (its ticket: request target, keep-alive).
+# needs back to answer it (its ticket: request target, keep-alive, trace). The answer also
+# carries the predictor call's wall-clock start and end (ns): a traced request's
+# model-inference span is that call, which predicted its row among the batch's.
 Pending = tuple[Connection, Sequence[float | None], float, Any]
 
 
@@ -75,7 +79,7 @@ class RowBatcher:
         if not pending:
             return
         handler = self.handler
-        t0 = perf_counter()
+        t0_ns, t0 = time_ns(), perf_counter()
         try:
             if len(pending) == 1:
                 predictions: Sequence[Any] = [handler.predictor.predict_row(pending[0][1])]
@@ -86,9 +90,9 @@ class RowBatcher:
             for conn, *_ in pending:
                 conn.fail_batched()
             return
-        inference_s = perf_counter() - t0
+        inference_s, t1_ns = perf_counter() - t0, time_ns()
         self.batches += 1
         self.rows += len(pending)
         for (conn, _, started, ticket), prediction in zip(pending, predictions, strict=True):
             reply = handler.single_reply(prediction, started, inference_s)
-            conn.answer_batched(reply, started, ticket)
+            conn.answer_batched(reply, started, ticket, (t0_ns, t1_ns))
