@@ -467,9 +467,8 @@ def test_fast_path_answers_in_one_write_and_keeps_pipelined_order(
     new, loop = connect
     protocol, transport = new()
     protocol.data_received(_request(GOOD))
-    assert transport.writes == []  # the row waits for this loop turn's batch (row_batching.py)
-    _one_turn(loop)
     assert len(transport.writes) == 1  # handled in place: no task, head and body together
+    _one_turn(loop)  # the turn's end (row_batching.py): nothing else was waiting
     head, _, body = transport.writes[0].partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 OK\r\ndate: ")
     assert b"\r\ncontent-type: application/json\r\n" in head
@@ -516,15 +515,21 @@ def test_fast_path_leaves_the_rest_to_asgi_and_finishes_on_shutdown(
     assert [s for s, _ in _responses(b"".join(transport.writes))] == [200]
     assert transport.closed
     protocol.connection_lost(None)
-    # A request waiting in the batch when shutdown starts: answered, then the connection closes.
+    # A request waiting in the batch when shutdown starts (another connection's row opened the
+    # turn and was answered at once): answered at the turn's end, then the connection closes.
+    first, first_transport = new()
+    first.data_received(request)
+    assert len(first_transport.writes) == 1
     protocol, transport = new()
     protocol.data_received(request)
+    assert transport.writes == []
     protocol.shutdown()
     assert not transport.closed
     _one_turn(loop)
     assert [s for s, _ in _responses(b"".join(transport.writes))] == [200]
     assert transport.closed
     protocol.connection_lost(None)
+    first.connection_lost(None)
 
 
 def test_fast_path_answers_v2_inference_in_place(
@@ -568,9 +573,10 @@ def test_fast_path_answers_v2_inference_in_place(
 def test_fast_path_batches_the_rows_of_one_loop_turn(
     connect: tuple[Callable[[], Connection], Any], app: asgi_msgspec.App
 ) -> None:
-    """Single-row requests arriving on several connections in one loop turn: one predictor call
-    for all of them, and each connection answered with LightGBM's own prediction for its row
-    (the golden file), missing values included."""
+    """Single-row requests arriving on several connections in one loop turn: the first answered
+    at once, one predictor call for all the others at the turn's end, and each connection
+    answered with LightGBM's own prediction for its row (the golden file), missing values
+    included."""
     new, loop = connect
     golden = model.load_golden(MODELS["regression"])
     rows = _rows(golden)[:12]
@@ -579,9 +585,10 @@ def test_fast_path_batches_the_rows_of_one_loop_turn(
     connections = [new() for _ in rows]
     for (protocol, _), row in zip(connections, rows, strict=True):
         protocol.data_received(_request(json.dumps({"data": row}).encode()))
-    assert all(transport.writes == [] for _, transport in connections)
+    assert [len(transport.writes) for _, transport in connections] == [1] + [0] * (len(rows) - 1)
     _one_turn(loop)
-    assert (app.batcher.batches - batches, app.batcher.rows - predicted) == (1, len(rows))
+    # One predictor call for every row but the first (answered at once, not through the batch).
+    assert (app.batcher.batches - batches, app.batcher.rows - predicted) == (1, len(rows) - 1)
     got = []
     for protocol, transport in connections:
         [(status, body)] = _responses(b"".join(transport.writes))
@@ -598,8 +605,12 @@ def test_batched_answers_keep_each_connections_order(
     """A request answered at once (an error, a batch route) behind one waiting in the batch on the
     same connection goes out after it; the other connections' rows stay in the batch."""
     new, loop = connect
+    opener, opener_transport = new()
+    opener.data_received(_request(GOOD))  # the turn's first row: answered at once
+    assert len(opener_transport.writes) == 1
     other, other_transport = new()
-    other.data_received(_request(GOOD))
+    other.data_received(_request(GOOD))  # waits for the turn's end
+    assert other_transport.writes == []
     protocol, transport = new()
     batch = json.dumps({"data": [ROW, ROW]}).encode()
     protocol.data_received(
@@ -613,7 +624,7 @@ def test_batched_answers_keep_each_connections_order(
     assert [s for s, _ in _responses(b"".join(other_transport.writes))] == [200]
     _one_turn(loop)  # the turn's own flush finds nothing left
     assert len(transport.writes) == 4 and len(other_transport.writes) == 1
-    for p in (protocol, other):
+    for p in (protocol, other, opener):
         p.connection_lost(None)
 
 
@@ -636,9 +647,12 @@ def test_a_failing_batch_answers_500_to_every_waiting_request(
     for protocol, _ in connections:
         protocol.data_received(_request(GOOD))
     _one_turn(loop)
-    for protocol, transport in connections:
+    first, *waiting = connections
+    assert [s for s, _ in _responses(b"".join(first[1].writes))] == [200]  # at once: no batch
+    for _, transport in waiting:
         assert [s for s, _ in _responses(b"".join(transport.writes))] == [500]
         assert transport.closed
+    for protocol, _ in connections:
         protocol.connection_lost(None)
     monkeypatch.undo()
     protocol, transport = new()

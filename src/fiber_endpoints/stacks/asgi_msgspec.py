@@ -444,13 +444,18 @@ class FastPathProtocol(HttpToolsProtocol):
             if self._fast_batch:
                 assert self._batcher is not None and self._parse_single is not None
                 parsed = self._parse_single(body, started)
-                if not isinstance(parsed, Reply):  # a row: predicted with this turn's others
-                    self._batched += 1
-                    ticket = (url, keep_alive, self._fast_trace, self._fast_start_ns)
-                    self._fast_trace = None
-                    self._batcher.add(self.loop, self, parsed, started, ticket)
-                    return
-                reply = parsed
+                if isinstance(parsed, Reply):
+                    reply = parsed
+                else:
+                    trace = self._fast_trace
+                    ticket = (url, keep_alive, trace, self._fast_start_ns)
+                    if self._batcher.wait(self.loop, self, parsed, started, ticket):
+                        self._batched += 1  # predicted with this turn's others, at its end
+                        self._fast_trace = None
+                        return
+                    handler = self._record_handler if trace is not None else self._batcher.handler
+                    assert handler is not None
+                    reply = handler.answer_row(parsed, started)  # the turn's first: at once
             else:
                 reply = route(body)
         except Exception:  # as uvicorn does for an ASGI app that raises: log, 500, close

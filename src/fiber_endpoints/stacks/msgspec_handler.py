@@ -205,6 +205,10 @@ class Handler:
         row = self.parse_single(body, started)
         if isinstance(row, Reply):
             return row
+        return self.answer_row(row, started)
+
+    def answer_row(self, row: Row, started: float) -> Reply:
+        """Predict one checked row (with this handler's tracing or recording) and answer it."""
         t0 = perf_counter()
         prediction = self._predict_row(row)
         t1 = perf_counter()
