@@ -69,3 +69,13 @@ def test_no_section_without_both_fast_stacks() -> None:
     doc = _doc([1.0], [1.0], (1.0, 1.0))
     doc["load"]["runs"] = [r for r in doc["load"]["runs"] if r["stack"] == "fiber"]
     assert fast_vs_go_section(doc) == []
+
+
+def test_a_generator_bound_open_step_is_said_so() -> None:
+    """vegeta near its own ceiling at the goal's rate: the tail is partly the generator's."""
+    doc = _doc([12_000.0], [10_000.0], (120.0, 130.0))
+    doc["load"]["ceiling"] = {"closed_rps": 100_000.0, "open_rps": 2_500.0}  # 80 % step: 2,000
+    cell = _goal(fast_vs_go_section(doc), "p99 in open loop")[2]
+    assert "generator-bound for `asgi-msgspec`, `fiber`" in cell
+    doc["load"]["ceiling"]["open_rps"] = 100_000.0
+    assert "generator-bound" not in _goal(fast_vs_go_section(doc), "p99 in open loop")[2]

@@ -14,7 +14,7 @@ from typing import Any
 from fiber_endpoints import headline
 from fiber_endpoints.bench import summary as seq_summary
 from fiber_endpoints.report import analysis
-from fiber_endpoints.report.cells import md_table
+from fiber_endpoints.report.cells import md_table, step_flags
 
 PYTHON, GO = "asgi-msgspec", "fiber"
 OPEN_GOAL_FRACTION = 0.8  # the open-loop rate (a fraction of each stack's own peak) of the goal
@@ -51,17 +51,28 @@ def _open_fraction_index(load: dict[str, Any], fraction: float) -> int | None:
 
 def _tail_rows(name: str, runs: list[dict[str, Any]], load: dict[str, Any]) -> list[list[str]]:
     fractions = (load.get("config") or {}).get("rate_fractions", [])
+    closed_ceiling, open_ceiling = analysis.ceiling_rps(load)
     rows = []
     for step in analysis.closed_steps(runs):
         lat = step.latency
         rows.append([f"`{name}`", f"closed, {int(step.key)} conns", f"{step.rps or 0:,.0f}",
-                     _ms(lat.get("p50")), _ms(lat.get("p99")), _ms(lat.get("p99.9"))])  # fmt: skip
+                     _ms(lat.get("p50")), _ms(lat.get("p99")), _ms(lat.get("p99.9")),
+                     step_flags(step, closed_ceiling, False)])  # fmt: skip
     for i, step in enumerate(analysis.open_steps(runs)):
         lat = step.latency
         share = f"{fractions[i]:.0%} of peak, " if i < len(fractions) else ""
         rows.append([f"`{name}`", f"open, {share}{step.key:,.0f} req/s", f"{step.rps or 0:,.0f}",
-                     _ms(lat.get("p50")), _ms(lat.get("p99")), _ms(lat.get("p99.9"))])  # fmt: skip
+                     _ms(lat.get("p50")), _ms(lat.get("p99")), _ms(lat.get("p99.9")),
+                     step_flags(step, open_ceiling, True)])  # fmt: skip
     return rows
+
+
+def _generator_bound(step: analysis.StepSummary, load: dict[str, Any]) -> bool:
+    """An open-loop step the generator could not send on time: its tail is vegeta's too."""
+    ceiling = analysis.ceiling_rps(load)[1]
+    lag = step.extra.get("max_send_lag_us")
+    near = bool(ceiling and step.rps and step.rps >= analysis.NEAR_CEILING * ceiling)
+    return near or (lag is not None and lag > 10_000)
 
 
 def _latency_at(
@@ -93,11 +104,14 @@ def fast_vs_go_section(results: dict[str, Any]) -> list[str]:
     p99_closed = [_latency_at(r, analysis.closed_steps, GOAL_CONNECTIONS) for r in (py, go)]
     index = _open_fraction_index(load, OPEN_GOAL_FRACTION)
     p99_open: list[float | None] = [None, None]
+    bound = []  # the stacks whose step at the goal's rate was generator-bound
     if index is not None:
-        for k, runs in enumerate((py, go)):
+        for k, (name, runs) in enumerate(((PYTHON, py), (GO, go))):
             steps = analysis.open_steps(runs)
             if index < len(steps):
                 p99_open[k] = steps[index].latency.get("p99")
+                if _generator_bound(steps[index], load):
+                    bound.append(f"`{name}`")
     seq = {r.stack: r.p50_us for r in seq_summary.sequential_rows(results.get("sequential") or {})}
 
     def quotient(pair: list[float | None]) -> float | None:
@@ -115,7 +129,9 @@ def fast_vs_go_section(results: dict[str, Any]) -> list[str]:
          f"{closed_q:.2f} ({_ms(p99_closed[0])} / {_ms(p99_closed[1])} ms)" if closed_q else "—",
          _verdict(closed_q, at_most=1.0)],
         [f"p99 in open loop at {OPEN_GOAL_FRACTION:.0%} of each stack's peak", "≤ 1.00",
-         f"{open_q:.2f} ({_ms(p99_open[0])} / {_ms(p99_open[1])} ms)" if open_q else "—",
+         (f"{open_q:.2f} ({_ms(p99_open[0])} / {_ms(p99_open[1])} ms)" if open_q else "—")
+         + (f"; generator-bound for {', '.join(bound)}: the tail is partly vegeta's" if bound
+            else ""),
          _verdict(open_q, at_most=1.0)],
         ["sequential p50", "≤ 1.00",
          f"{seq_ratio:.2f} ({seq[PYTHON]:.0f} / {seq[GO]:.0f} µs)" if seq_ratio else "—",
@@ -133,5 +149,5 @@ def fast_vs_go_section(results: dict[str, Any]) -> list[str]:
         "Tail under load, side by side (open-loop rates are fractions of each stack's own "
         "median closed-loop peak; latency from each request's intended send time):",
         "",
-        *md_table(["stack", "step", "req/s", "p50 ms", "p99 ms", "p99.9 ms"], tail),
+        *md_table(["stack", "step", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "flags"], tail),
     ]
