@@ -92,3 +92,15 @@ def test_the_report_draws_a_run_whose_step_failed_entirely() -> None:
     }
     figures = plots.figures({"load": load})
     assert "throughput_p99.png" in figures  # drawn, the dead step left out, no KeyError
+
+
+def test_the_errors_legend_appears_only_when_a_step_failed() -> None:
+    from fiber_endpoints.report.load_tables import throughput_table
+
+    clean = {"runs": [run("fastapi", 0, 100.0, 50.0), run("fiber", 0, 200.0, 100.0)]}
+    assert not any("ERRORS" in line for line in throughput_table(clean))
+    failed = {**closed(150.0), "non2xx": 3}
+    dirty = {"runs": [run("fastapi", 0, 100.0, 50.0), {**run("fiber", 0, 200.0, 100.0),
+                                                        "closed": [failed]}]}  # fmt: skip
+    text = "\n".join(throughput_table(dirty))
+    assert "`fiber` **ERRORS**" in text and "some steps of the stacks so marked" in text

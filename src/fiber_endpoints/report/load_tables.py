@@ -63,8 +63,13 @@ def throughput_table(
         "Medians over rounds. Ratios are median over median against the control stack "
         f"(`{analysis.CONTROL}`), with the range of the per-round ratios (round r of a stack "
         "against round r of the control: slices run side by side). The rate at SLO is the highest "
-        "rate tried, so its resolution is the spacing of the rate plan. **ERRORS**: some steps "
-        "had failed requests; their req/s count 2xx answers only.",
+        "rate tried, so its resolution is the spacing of the rate plan."
+        + (
+            " **ERRORS**: some steps of the stacks so marked had failed requests; their req/s "
+            "count 2xx answers only."
+            if any(s.failed_steps for s in summary)
+            else ""
+        ),
         "",
     ]
     drift = ceiling.drift(load.get("ceiling"), load.get("ceiling_end"))
