@@ -5,6 +5,7 @@ the schema; and the compiled model's certificate (bound to the model file's hash
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -186,7 +187,12 @@ def test_shipped_artefact_is_bound_to_the_model_and_needs_no_compiler(
         assert lleaves_predictor.shipped(served) is None, field
     cert.write_text(good)
     assert lleaves_predictor.shipped(served) == so
-    so.write_bytes(so.read_bytes() + b"\0")
+    # A changed .so, written as a new file: the one this process loaded above stays mapped
+    # (rewriting a loaded library in place crashed the test process at exit).
+    predictor.close()
+    changed = so.with_name("changed.so")
+    changed.write_bytes(so.read_bytes() + b"\0")
+    os.replace(changed, so)
     assert lleaves_predictor.shipped(served) is None
 
 

@@ -85,7 +85,11 @@ def ship(model_path: Path, into: Path, directory: Path | None = None) -> Path:
     digest = model_sha256(model_path)
     into.mkdir(parents=True, exist_ok=True)
     data = so.read_bytes()
-    (into / f"{digest}.so").write_bytes(data)
+    # A new file renamed over the old one, never the old one rewritten: a process that has the
+    # old one loaded (a server, a test) keeps its mapping; rewriting it in place crashes it.
+    partial = into / f"{digest}.so.{os.getpid()}.tmp"
+    partial.write_bytes(data)
+    os.replace(partial, into / f"{digest}.so")
     doc = {**doc, "shared_object_sha256": hashlib.sha256(data).hexdigest(),
            "machine": platform.machine()}  # fmt: skip
     (into / f"{digest}.parity.json").write_text(json.dumps(doc, indent=1))
