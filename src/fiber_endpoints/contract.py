@@ -134,8 +134,9 @@ def reject_json_constant(token: str) -> float:
     raise json.JSONDecodeError(f"{token} is not JSON", token, 0)
 
 
-# A string (skipped whole) or a bracket: the tokens :func:`_prune_deep` walks.
-_STRING_OR_BRACKET = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+# A string (skipped whole; an unterminated one runs to the end, once: the quantifiers are
+# possessive, so a run of \" never makes the scan quadratic) or a bracket.
+_STRING_OR_BRACKET = re.compile(r'"(?:[^"\\]++|\\.)*+"?|[\[\]{}]')
 _PRUNE_DEPTH = 32  # far deeper than any body the contract accepts (a batch of named rows is 3)
 
 
@@ -155,7 +156,8 @@ def _prune_deep(text: str, max_depth: int = _PRUNE_DEPTH) -> str:
                 out += [text[last:start], "[]" if char == "]" else "{}"]
                 last = token.end()
             depth -= 1
-    out.append(text[last:])
+    # A too-deep value never closed: dropped, so the document stays malformed (a 400, as in Go).
+    out.append(text[last:start] if depth > max_depth else text[last:])
     return "".join(out)
 
 
@@ -171,12 +173,15 @@ def loads_json(
         return json.loads(
             body, parse_constant=reject_json_constant, object_pairs_hook=object_pairs_hook
         )
-    except RecursionError:  # decoded fine so far: the text is valid UTF-8
+    except RecursionError:
         text = body.decode(json.detect_encoding(body)) if isinstance(body, bytes) else body
-        return json.loads(
-            _prune_deep(text), parse_constant=reject_json_constant,
-            object_pairs_hook=object_pairs_hook,
-        )  # fmt: skip
+        try:
+            return json.loads(
+                _prune_deep(text), parse_constant=reject_json_constant,
+                object_pairs_hook=object_pairs_hook,
+            )  # fmt: skip
+        except RecursionError:  # never expected after pruning; malformed rather than a 500
+            raise json.JSONDecodeError("nested too deeply", text, 0) from None
 
 
 def is_json_content_type(value: str | None) -> bool:

@@ -224,6 +224,10 @@ BAD_REQUESTS: list[tuple[str, str, str, bytes | None, str | None, contract.Contr
     # Valid JSON nested past Python's recursion limit (a "bracket bomb", 200 kB): refused where it
     # stops fitting, as the Go stack (which reads any depth) answers, never a RecursionError 500.
     ("nested-100k-deep", "POST", "/inference", DEEP, JSON, C.not_a_number("data[0]")),
+    ("nested-deep-unclosed", "POST", "/inference", b'{"data": ' + b"[" * 100_000, JSON,
+     C.malformed_json()),
+    ("nested-deep-unterminated-string", "POST", "/inference",
+     b'{"data": ' + b"[" * 2_000 + b'"' + b'\\"' * 400_000, JSON, C.malformed_json()),
     ("batch-nested-100k-deep", "POST", "/inference/batch", b'{"data": [' + DEEP[9:-1] + b"]}",
      JSON, C.not_a_number("data[0][0]")),
     ("name-nested-100k-deep", "POST", "/inference",

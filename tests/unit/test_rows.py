@@ -236,9 +236,9 @@ def test_a_bracket_bomb_is_read_with_its_deep_values_emptied() -> None:
     value deeper than 32 levels emptied; brackets inside strings are text, not nesting."""
     from fiber_endpoints import contract
 
-    bomb = '{"s": "[[[{{", "data": [' + "[" * 50_000 + "]" * 50_000 + ', 1.5], "t": "]]}"}'
+    bomb = '{"s": "[[[{{\\"]]", "data": [' + "[" * 50_000 + "]" * 50_000 + ', 1.5], "t": "]]}"}'
     doc = contract.loads_json(bomb.encode())
-    assert doc["s"] == "[[[{{" and doc["t"] == "]]}" and doc["data"][1] == 1.5
+    assert doc["s"] == '[[[{{"]]' and doc["t"] == "]]}" and doc["data"][1] == 1.5
     depth, value = 0, doc["data"][0]
     while value:
         depth, value = depth + 1, value[0]
@@ -247,3 +247,11 @@ def test_a_bracket_bomb_is_read_with_its_deep_values_emptied() -> None:
     assert contract.loads_json(shallow) == {"data": [[[1]]]}  # not deep: read as it is
     with pytest.raises(ValueError):
         contract.loads_json(b'{"data": [NaN]}')
+    # Malformed bombs stay malformed (a 400), never a RecursionError, and in linear time: one
+    # never closed, and one whose unterminated string is a 1 MB run of escaped quotes.
+    for malformed in (
+        '{"data": [' + "[" * 5_000,
+        '{"data": [' + "[" * 2_000 + '"' + '\\"' * 500_000,
+    ):
+        with pytest.raises(ValueError):
+            contract.loads_json(malformed.encode())
