@@ -320,7 +320,7 @@ def _add_load_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--full",
         action="store_true",
-        help="full sweep: 1..64 connections, 8 rates, longer slices, 5 rounds",
+        help="full sweep: 1..256 connections, 9 rates, longer slices, 5 rounds",
     )
     g.add_argument(
         "--load-modes",

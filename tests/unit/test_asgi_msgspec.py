@@ -667,3 +667,62 @@ def test_batching_off_answers_in_place(handler: Handler, monkeypatch: pytest.Mon
     assert asgi_msgspec.App(handler).batcher is None
     monkeypatch.setenv(row_batching.BATCHING_ENV, "1")
     assert asgi_msgspec.App(handler).batcher is not None
+
+
+@pytest.fixture
+def guarded(app: asgi_msgspec.App) -> Iterator[tuple[Callable[[], Connection], Any]]:
+    """Connections of the protocol ``serve`` runs: the fast path behind the limits."""
+    import uvicorn
+    from uvicorn.server import ServerState
+
+    loop = asyncio.new_event_loop()
+    config = uvicorn.Config(app, proxy_headers=False, lifespan="off", log_level="warning")
+    state = ServerState()
+
+    def new() -> Connection:
+        protocol = asgi_msgspec.GuardedFastPathProtocol(config, state, {}, _loop=loop)
+        transport = FakeTransport()
+        protocol.connection_made(transport)  # type: ignore[arg-type]
+        return protocol, transport
+
+    yield new, loop
+    loop.close()
+
+
+def test_a_refusal_behind_a_waiting_row_goes_out_after_its_answer(
+    guarded: tuple[Callable[[], Connection], Any],
+) -> None:
+    """A row waiting in the batch, then an unparsable request on the same connection: the row's
+    200 first, then the 400 and the close (not the 400 alone, read as the row's answer)."""
+    new, loop = guarded
+    opener, _ = new()
+    opener.data_received(_request(GOOD))  # opens the turn
+    protocol, transport = new()
+    protocol.data_received(_request(GOOD) + b"NOT HTTP AT ALL\r\n\r\n")
+    _one_turn(loop)
+    # One write per answer (the 400 is text/plain: not _responses' JSON framing).
+    assert [int(write.split(b" ")[1]) for write in transport.writes] == [200, 400]
+    assert transport.closed
+    for p in (protocol, opener):
+        p.connection_lost(None)
+
+
+def test_a_graceful_stop_answers_a_waiting_row_and_the_request_still_arriving(
+    guarded: tuple[Callable[[], Connection], Any],
+) -> None:
+    new, loop = guarded
+    opener, _ = new()
+    opener.data_received(_request(GOOD))  # opens the turn
+    protocol, transport = new()
+    second = _request(GOOD)
+    protocol.data_received(_request(GOOD) + second[:-5])  # a row waits, the next one arrives
+    protocol.shutdown()
+    _one_turn(loop)
+    assert [s for s, _ in _responses(b"".join(transport.writes))] == [200]
+    assert not transport.closed  # the request still arriving is answered, then it closes
+    protocol.data_received(second[-5:])
+    _one_turn(loop)
+    assert [s for s, _ in _responses(b"".join(transport.writes))] == [200, 200]
+    assert transport.closed
+    for p in (protocol, opener):
+        p.connection_lost(None)

@@ -50,7 +50,8 @@ def _open_fraction_index(load: dict[str, Any], fraction: float) -> int | None:
 
 
 def _tail_rows(name: str, runs: list[dict[str, Any]], load: dict[str, Any]) -> list[list[str]]:
-    fractions = (load.get("config") or {}).get("rate_fractions", [])
+    config = load.get("config") or {}
+    fractions = [] if config.get("rates") else config.get("rate_fractions", [])  # not --rate
     closed_ceiling, open_ceiling = analysis.ceiling_rps(load)
     rows = []
     for step in analysis.closed_steps(runs):

@@ -491,11 +491,24 @@ class FastPathProtocol(HttpToolsProtocol):
         self._batched -= 1
         url, keep_alive, trace, start_ns = ticket
         self._answer(
-            reply, started, url, keep_alive and not (self._fast_close and not self._batched)
+            reply,
+            started,
+            url,
+            # The last one closes, unless a request is still arriving (it is answered, then closes)
+            keep_alive
+            and not (self._fast_close and not self._batched and self._fast_route is None),
         )
         if trace is not None and self._spans is not None:
             path = url.decode("latin-1")
             self._spans.add(trace, "POST", path, start_ns, reply.status, (*call_ns, 1))
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to an unparsable request (and, guarded, a refusal): the answers
+        still waiting in the batch for this connection go out first, or the client would read
+        this one as theirs when the connection closes."""
+        if self._batched:
+            self._flush_batch()
+        super().send_400_response(msg)
 
     def fail_batched(self) -> None:
         self._batched -= 1

@@ -72,6 +72,9 @@ class GuardedProtocol(HttpToolsProtocol):
         """Answer ``err`` (unless a response is already under way) and close the connection."""
         self._refused = err
         self._disarm()
+        flush = getattr(self, "_flush_batch", None)  # FastPathProtocol's: answers waiting first
+        if flush is not None and int(getattr(self, "_batched", 0)):
+            flush()
         cycle = self.cycle
         receiving_fast = getattr(self, "_fast_route", None) is not None  # FastPathProtocol's
         if not self._in_head and not receiving_fast and cycle is not None:
