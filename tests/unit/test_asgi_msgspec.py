@@ -726,3 +726,32 @@ def test_a_graceful_stop_answers_a_waiting_row_and_the_request_still_arriving(
     assert transport.closed
     for p in (protocol, opener):
         p.connection_lost(None)
+
+
+def test_a_reply_failing_mid_batch_leaves_no_row_waiting(
+    connect: tuple[Callable[[], Connection], Any],
+    app: asgi_msgspec.App,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Building one row's reply raises (forced: the one way to reach it): every row of that
+    batch gets its 500 and close, none is left without an answer."""
+    new, loop = connect
+    assert app.batcher is not None
+    handler = app.batcher.handler
+    real, calls = handler.single_reply, []
+
+    def second_fails(*args: Any) -> Any:
+        calls.append(args)
+        if len(calls) == 3:  # the turn's first row is answered at once: its batch is 2 and 3
+            raise RuntimeError("forced")
+        return real(*args)
+
+    monkeypatch.setattr(handler, "single_reply", second_fails)
+    connections = [new() for _ in range(3)]
+    for protocol, _ in connections:
+        protocol.data_received(_request(GOOD))
+    _one_turn(loop)
+    statuses = [[s for s, _ in _responses(b"".join(t.writes))] for _, t in connections]
+    assert statuses == [[200], [500], [500]]
+    for protocol, _ in connections:
+        protocol.connection_lost(None)

@@ -20,6 +20,7 @@ CONTROL = stacks.CONTROL
 STALL_FACTOR = 20.0  # a closed-loop step whose max exceeds 20x its p99 hid a stall
 STALL_MIN_US = 50_000.0
 NEAR_CEILING = 0.7  # a stack above 70 % of the generator's ceiling is measured up to the tool
+SEND_LAG_FLAG_US = 10_000  # an open-loop generator this far behind schedule is flagged
 
 
 def runs_by_stack(load: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:

@@ -43,7 +43,7 @@ def step_flags(step: analysis.StepSummary, ceiling: float | None, open_loop: boo
     if step.client_cpu_util is not None and step.client_cpu_util > 0.9:
         flags.append("generator CPU-bound")
     lag = step.extra.get("max_send_lag_us")
-    if open_loop and lag is not None and lag > 10_000:
+    if open_loop and lag is not None and lag > analysis.SEND_LAG_FLAG_US:
         flags.append(f"sent up to {lag / 1000:.0f} ms behind schedule (charged to latency)")
     unsent = step.extra.get("unsent")
     if open_loop and unsent is not None and unsent >= 1:

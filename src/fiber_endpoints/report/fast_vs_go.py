@@ -73,7 +73,7 @@ def _generator_bound(step: analysis.StepSummary, load: dict[str, Any]) -> bool:
     ceiling = analysis.ceiling_rps(load)[1]
     lag = step.extra.get("max_send_lag_us")
     near = bool(ceiling and step.rps and step.rps >= analysis.NEAR_CEILING * ceiling)
-    return near or (lag is not None and lag > 10_000)
+    return near or (lag is not None and lag > analysis.SEND_LAG_FLAG_US)
 
 
 def _latency_at(

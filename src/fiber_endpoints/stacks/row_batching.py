@@ -102,14 +102,20 @@ class RowBatcher:
                 predictions: Sequence[Any] = [handler.predictor.predict_row(pending[0][1])]
             else:
                 predictions = handler.predictor.predict_rows([p[1] for p in pending])
+            inference_s, t1_ns = perf_counter() - t0, time_ns()
+            # Every reply built before any is written: a failure answers every row (500), none
+            # is left waiting.
+            starts = [started for _, _, started, _ in pending]
+            replies = [
+                handler.single_reply(prediction, started, inference_s)
+                for started, prediction in zip(starts, predictions, strict=True)
+            ]
         except Exception:  # as uvicorn does for an app that raises: log, 500, close
             _logger.error("Exception in the batched inference fast path", exc_info=True)
             for conn, *_ in pending:
                 conn.fail_batched()
             return
-        inference_s, t1_ns = perf_counter() - t0, time_ns()
         self.batches += 1
         self.rows += len(pending)
-        for (conn, _, started, ticket), prediction in zip(pending, predictions, strict=True):
-            reply = handler.single_reply(prediction, started, inference_s)
+        for (conn, _, started, ticket), reply in zip(pending, replies, strict=True):
             conn.answer_batched(reply, started, ticket, (t0_ns, t1_ns))
