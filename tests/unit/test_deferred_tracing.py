@@ -269,3 +269,27 @@ def test_another_propagator_keeps_tracing_on_the_asgi_path() -> None:
         assert not deferred_tracing.default_propagation()
     finally:
         propagate.set_global_textmap(default)
+
+
+def test_sampled_rows_answered_by_the_batch_get_their_own_spans(predictor: CapiPredictor) -> None:
+    """Three pipelined requests on one connection, all sampled: the first is answered at once,
+    the other two wait for the turn's batch. Each gets its SERVER span and a model-inference
+    child (its own row: 1) inside it, in its own trace."""
+    app, exporter = _traced_app(predictor, ALWAYS_ON)
+    assert app.batcher is not None
+    batches = app.batcher.batches
+    transport = _fast(app, _request(b"/inference", GOOD) * 3)
+    assert len(transport.writes) == 3
+    assert app.batcher.batches == batches + 1  # the two waiting rows: one predictor call
+    assert app.deferred is not None and app.deferred.flush() == 3
+    spans = exporter.get_finished_spans()
+    servers = [s for s in spans if s.kind == SpanKind.SERVER]
+    children = [s for s in spans if s.name == tracing.INFERENCE_SPAN]
+    assert len(servers) == len(children) == 3
+    assert len({s.context.trace_id for s in servers if s.context is not None}) == 3
+    for server in servers:
+        assert server.context is not None and server.start_time and server.end_time
+        [child] = [c for c in children if c.parent and c.parent.span_id == server.context.span_id]
+        assert child.attributes is not None and child.attributes[tracing.ATTR_ROWS] == 1
+        assert child.start_time and child.end_time
+        assert server.start_time <= child.start_time <= child.end_time <= server.end_time
