@@ -183,3 +183,40 @@ def test_metrics_off_is_404(monkeypatch: pytest.MonkeyPatch) -> None:
     app = asgi_msgspec.App(Handler(predictor, asgi_msgspec.STACK_NAME))
     assert _asgi(app, "GET", metrics.METRICS_PATH)[0] == 404
     predictor.close()
+
+
+def test_a_failed_batch_is_counted_as_500s(
+    app: asgi_msgspec.App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows of a batch whose predictor call raised (forced) are answered 500 and counted as
+    such, as the ASGI path counts an app that raised."""
+    import uvicorn
+    from uvicorn.server import ServerState
+
+    assert app.batcher is not None
+
+    def broken(rows: Any) -> Any:
+        raise RuntimeError("forced")
+
+    monkeypatch.setattr(app.batcher.handler.predictor, "predict_rows", broken)
+    loop = asyncio.new_event_loop()
+    config = uvicorn.Config(app, proxy_headers=False, lifespan="off", log_level="warning")
+    state = ServerState()
+    connections = []
+    for _ in range(3):  # the turn's first row is answered at once; the other two fail together
+        protocol = asgi_msgspec.FastPathProtocol(config, state, {}, _loop=loop)
+        transport = FakeTransport()
+        protocol.connection_made(transport)  # type: ignore[arg-type]
+        protocol.data_received(
+            b"POST /inference HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(GOOD), GOOD)
+        )
+        connections.append(protocol)
+    loop.run_until_complete(asyncio.sleep(0))
+    for protocol in connections:
+        protocol.connection_lost(None)
+    loop.close()
+    assert app.recorder is not None
+    app.recorder.flush()
+    got = _samples(_asgi(app, "GET", metrics.METRICS_PATH)[1])
+    assert got.get(_req("_count", status="500")) == 2

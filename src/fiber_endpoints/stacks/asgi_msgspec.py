@@ -462,7 +462,7 @@ class FastPathProtocol(HttpToolsProtocol):
             self.logger.error("Exception in the inference fast path", exc_info=True)
             if self._batched:
                 self._flush_batch()
-            self._write_500()
+            self._write_500(started, url)
             return
         if self._batched:  # answers due on this connection go out before this one
             self._flush_batch()
@@ -510,10 +510,10 @@ class FastPathProtocol(HttpToolsProtocol):
             self._flush_batch()
         super().send_400_response(msg)
 
-    def fail_batched(self) -> None:
+    def fail_batched(self, started: float, ticket: tuple[bytes, bool, Trace | None, int]) -> None:
         self._batched -= 1
         if not self.transport.is_closing():
-            self._write_500()
+            self._write_500(started, ticket[0])
 
     def _answer(self, reply: Reply, started: float, url: bytes, keep_alive: bool) -> None:
         """Write the response in one write, as uvicorn would have written it, and count it."""
@@ -545,7 +545,8 @@ class FastPathProtocol(HttpToolsProtocol):
                 "POST", self._fast_labels[url], reply.status, elapsed, reply.inference_s
             )
 
-    def _write_500(self) -> None:
+    def _write_500(self, started: float, url: bytes) -> None:
+        """As uvicorn answers an app that raised: 500, close; counted like any answer."""
         body = b"Internal Server Error"
         parts = [STATUS_LINE[500]]
         for name, value in self.server_state.default_headers:
@@ -558,6 +559,9 @@ class FastPathProtocol(HttpToolsProtocol):
         ]
         self.transport.write(b"".join(parts))
         self.transport.close()
+        if self._recorder is not None:
+            elapsed = perf_counter() - started
+            self._recorder.request("POST", self._fast_labels[url], 500, elapsed, None)
 
     def shutdown(self) -> None:
         # A fast request still arriving, or waiting in the batch: answer it, then close.

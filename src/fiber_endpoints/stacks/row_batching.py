@@ -48,7 +48,7 @@ class Connection(Protocol):
         self, reply: Reply, started: float, ticket: Any, call_ns: tuple[int, int]
     ) -> None: ...
 
-    def fail_batched(self) -> None: ...
+    def fail_batched(self, started: float, ticket: Any) -> None: ...
 
 
 # A request in the batch: its connection, row, start (perf_counter), and what the connection
@@ -112,8 +112,8 @@ class RowBatcher:
             ]
         except Exception:  # as uvicorn does for an app that raises: log, 500, close
             _logger.error("Exception in the batched inference fast path", exc_info=True)
-            for conn, *_ in pending:
-                conn.fail_batched()
+            for conn, _, started, ticket in pending:
+                conn.fail_batched(started, ticket)
             return
         self.batches += 1
         self.rows += len(pending)
