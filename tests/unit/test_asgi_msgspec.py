@@ -439,9 +439,11 @@ def _one_turn(loop: asyncio.AbstractEventLoop) -> None:
     loop.run_until_complete(asyncio.sleep(0))
 
 
-@pytest.fixture
-def connect(app: asgi_msgspec.App) -> Iterator[tuple[Callable[[], Connection], Any]]:
-    """New connections to one uvicorn protocol setup (as ``serve`` builds it), and its loop."""
+def _connections(
+    app: asgi_msgspec.App, protocol_class: type[asgi_msgspec.FastPathProtocol]
+) -> Iterator[tuple[Callable[[], Connection], Any]]:
+    """New connections of ``protocol_class`` to one uvicorn setup (as ``serve`` builds it), and
+    its loop."""
     import uvicorn
     from uvicorn.server import ServerState
 
@@ -451,7 +453,7 @@ def connect(app: asgi_msgspec.App) -> Iterator[tuple[Callable[[], Connection], A
     state.default_headers = [(b"date", b"Thu, 01 Jan 2026 00:00:00 GMT")]
 
     def new() -> Connection:
-        protocol = asgi_msgspec.FastPathProtocol(config, state, {}, _loop=loop)
+        protocol = protocol_class(config, state, {}, _loop=loop)
         transport = FakeTransport()
         protocol.connection_made(transport)  # type: ignore[arg-type]
         assert protocol._fast_routes  # the App itself, tracing off: the fast path is on
@@ -459,6 +461,11 @@ def connect(app: asgi_msgspec.App) -> Iterator[tuple[Callable[[], Connection], A
 
     yield new, loop
     loop.close()
+
+
+@pytest.fixture
+def connect(app: asgi_msgspec.App) -> Iterator[tuple[Callable[[], Connection], Any]]:
+    yield from _connections(app, asgi_msgspec.FastPathProtocol)
 
 
 def test_fast_path_answers_in_one_write_and_keeps_pipelined_order(
@@ -672,21 +679,7 @@ def test_batching_off_answers_in_place(handler: Handler, monkeypatch: pytest.Mon
 @pytest.fixture
 def guarded(app: asgi_msgspec.App) -> Iterator[tuple[Callable[[], Connection], Any]]:
     """Connections of the protocol ``serve`` runs: the fast path behind the limits."""
-    import uvicorn
-    from uvicorn.server import ServerState
-
-    loop = asyncio.new_event_loop()
-    config = uvicorn.Config(app, proxy_headers=False, lifespan="off", log_level="warning")
-    state = ServerState()
-
-    def new() -> Connection:
-        protocol = asgi_msgspec.GuardedFastPathProtocol(config, state, {}, _loop=loop)
-        transport = FakeTransport()
-        protocol.connection_made(transport)  # type: ignore[arg-type]
-        return protocol, transport
-
-    yield new, loop
-    loop.close()
+    yield from _connections(app, asgi_msgspec.GuardedFastPathProtocol)
 
 
 def test_a_refusal_behind_a_waiting_row_goes_out_after_its_answer(

@@ -172,6 +172,21 @@ def test_unsampled_requests_make_no_spans_and_stay_fast(predictor: CapiPredictor
     assert app.deferred.flush() == 1 and len(exporter.get_finished_spans()) == 2
 
 
+def _decides_as_the_sdk(decide: Any, sampler: Sampler, seed: int, n: int) -> None:
+    """``decide`` against the SDK sampler's own ``should_sample`` on ``n`` random traces, as
+    roots and under sampled and unsampled remote parents."""
+    rng = random.Random(seed)
+    for _ in range(n):
+        trace_id = rng.getrandbits(128)
+        flags = rng.choice([None, 0, 1])
+        context = None
+        if flags is not None:
+            parent = SpanContext(trace_id, 1, is_remote=True, trace_flags=TraceFlags(flags))
+            context = set_span_in_context(NonRecordingSpan(parent))
+        want = sampler.should_sample(context, trace_id, "x").decision.is_sampled()  # type: ignore[no-untyped-call]
+        assert decide(trace_id, flags) == want
+
+
 @pytest.mark.parametrize(
     "sampler",
     [
@@ -188,16 +203,7 @@ def test_unsampled_requests_make_no_spans_and_stay_fast(predictor: CapiPredictor
 def test_decisions_equal_the_sdk_samplers(sampler: Sampler) -> None:
     decide = deferred_tracing._decider(sampler)
     assert decide is not None
-    rng = random.Random(7)
-    for _ in range(3000):
-        trace_id = rng.getrandbits(128)
-        flags = rng.choice([None, 0, 1])
-        context = None
-        if flags is not None:
-            parent = SpanContext(trace_id, 1, is_remote=True, trace_flags=TraceFlags(flags))
-            context = set_span_in_context(NonRecordingSpan(parent))
-        want = sampler.should_sample(context, trace_id, "x").decision.is_sampled()  # type: ignore[no-untyped-call]
-        assert decide(trace_id, flags) == want
+    _decides_as_the_sdk(decide, sampler, seed=7, n=3000)
 
 
 @pytest.mark.parametrize(
@@ -226,16 +232,7 @@ def test_the_samplers_otel_traces_sampler_names_are_decided_in_place(
     sampler = sampling._get_from_env_or_default()
     decide = deferred_tracing._decider(sampler)
     assert decide is not None, type(sampler).__name__
-    rng = random.Random(5)
-    for _ in range(2000):
-        trace_id = rng.getrandbits(128)
-        flags = rng.choice([None, 0, 1])
-        context = None
-        if flags is not None:
-            parent = SpanContext(trace_id, 1, is_remote=True, trace_flags=TraceFlags(flags))
-            context = set_span_in_context(NonRecordingSpan(parent))
-        want = sampler.should_sample(context, trace_id, "x").decision.is_sampled()  # type: ignore[no-untyped-call]
-        assert decide(trace_id, flags) == want
+    _decides_as_the_sdk(decide, sampler, seed=5, n=2000)
 
 
 def test_a_sampler_deciding_otherwise_is_asked_itself() -> None:
