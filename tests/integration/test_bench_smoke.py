@@ -79,7 +79,8 @@ def test_an_8_feature_model_goes_through_every_phase(tmp_path: Path) -> None:
     for run in load["runs"]:
         assert run["error"] is None, run["error"]
         steps = run["closed"] + run["open"] + run["batch"]
-        assert len(steps) == 1 + 3 + 2
+        # one closed step (--connections 4), every open rate of the plan, two batch sizes
+        assert len(steps) == 1 + len(load["config"]["rate_fractions"]) + 2
         for step in steps:
             assert step["requests"] > 0 and step["non2xx"] == 0 and step["errors"] == 0, step
     assert (tmp_path / "out" / "latest" / "report.md").exists()
