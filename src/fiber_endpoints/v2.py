@@ -38,6 +38,7 @@ OUTPUT_NAME = "predict"  # as MLServer's LightGBM runtime names its output
 OUTPUT_DATATYPE = "FP64"
 EXTENSIONS = ["binary_tensor_data"]
 HEADER_LENGTH = "inference-header-content-length"
+HEADER_LENGTH_RAW = HEADER_LENGTH.encode()  # as the raw HTTP servers read and write it
 BINARY_CONTENT_TYPE = "application/octet-stream"
 # A V2 request needs 5 levels (body, inputs, tensor, data, rows); deeper is refused as malformed
 # JSON, so no parser in any stack recurses without bound.

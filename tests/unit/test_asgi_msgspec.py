@@ -17,7 +17,7 @@ import pytest
 
 from fake_transport import FakeTransport
 from fiber_endpoints import contract, model, paths
-from fiber_endpoints.stacks import asgi_msgspec, row_batching
+from fiber_endpoints.stacks import asgi_msgspec, fast_path, row_batching
 from fiber_endpoints.stacks.lgbm_capi import CapiPredictor
 from fiber_endpoints.stacks.msgspec_handler import Handler
 
@@ -431,7 +431,7 @@ def _responses(data: bytes) -> list[tuple[int, bytes]]:
     return out
 
 
-Connection = tuple[asgi_msgspec.FastPathProtocol, FakeTransport]
+Connection = tuple[fast_path.FastPathProtocol, FakeTransport]
 
 
 def _one_turn(loop: asyncio.AbstractEventLoop) -> None:
@@ -440,7 +440,7 @@ def _one_turn(loop: asyncio.AbstractEventLoop) -> None:
 
 
 def _connections(
-    app: asgi_msgspec.App, protocol_class: type[asgi_msgspec.FastPathProtocol]
+    app: asgi_msgspec.App, protocol_class: type[fast_path.FastPathProtocol]
 ) -> Iterator[tuple[Callable[[], Connection], Any]]:
     """New connections of ``protocol_class`` to one uvicorn setup (as ``serve`` builds it), and
     its loop."""
@@ -465,7 +465,7 @@ def _connections(
 
 @pytest.fixture
 def connect(app: asgi_msgspec.App) -> Iterator[tuple[Callable[[], Connection], Any]]:
-    yield from _connections(app, asgi_msgspec.FastPathProtocol)
+    yield from _connections(app, fast_path.FastPathProtocol)
 
 
 def test_fast_path_answers_in_one_write_and_keeps_pipelined_order(
@@ -679,7 +679,7 @@ def test_batching_off_answers_in_place(handler: Handler, monkeypatch: pytest.Mon
 @pytest.fixture
 def guarded(app: asgi_msgspec.App) -> Iterator[tuple[Callable[[], Connection], Any]]:
     """Connections of the protocol ``serve`` runs: the fast path behind the limits."""
-    yield from _connections(app, asgi_msgspec.GuardedFastPathProtocol)
+    yield from _connections(app, fast_path.GuardedFastPathProtocol)
 
 
 def test_a_refusal_behind_a_waiting_row_goes_out_after_its_answer(

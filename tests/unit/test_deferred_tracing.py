@@ -32,7 +32,7 @@ from opentelemetry.trace import (
 
 from fake_transport import FakeTransport
 from fiber_endpoints import deferred_tracing, model, tracing
-from fiber_endpoints.stacks import asgi_msgspec
+from fiber_endpoints.stacks import asgi_msgspec, fast_path
 from fiber_endpoints.stacks.lgbm_capi import CapiPredictor
 from fiber_endpoints.stacks.msgspec_handler import Handler
 
@@ -68,7 +68,7 @@ def _fast(app: asgi_msgspec.App, requests: bytes) -> FakeTransport:
 
     loop = asyncio.new_event_loop()
     config = uvicorn.Config(app, proxy_headers=False, lifespan="off", log_level="warning")
-    protocol = asgi_msgspec.FastPathProtocol(config, ServerState(), {}, _loop=loop)
+    protocol = fast_path.FastPathProtocol(config, ServerState(), {}, _loop=loop)
     transport = FakeTransport()
     protocol.connection_made(transport)  # type: ignore[arg-type]
     assert protocol._fast_routes and protocol._spans is not None  # tracing on, fast path on

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from fake_transport import FakeTransport
 from fiber_endpoints import metrics, model
 from fiber_endpoints.paths import PROJECT_ROOT
-from fiber_endpoints.stacks import asgi_msgspec
+from fiber_endpoints.stacks import asgi_msgspec, fast_path
 from fiber_endpoints.stacks.lgbm_capi import CapiPredictor
 from fiber_endpoints.stacks.msgspec_handler import Handler
 
@@ -151,7 +151,7 @@ def test_fast_stack_records_fast_and_asgi_paths(app: asgi_msgspec.App) -> None:
     loop = asyncio.new_event_loop()
     config = uvicorn.Config(app, proxy_headers=False, lifespan="off", log_level="warning")
     state = ServerState()
-    protocol = asgi_msgspec.FastPathProtocol(config, state, {}, _loop=loop)
+    protocol = fast_path.FastPathProtocol(config, state, {}, _loop=loop)
     transport = FakeTransport()
     protocol.connection_made(transport)  # type: ignore[arg-type]
     request = (
@@ -204,7 +204,7 @@ def test_a_failed_batch_is_counted_as_500s(
     state = ServerState()
     connections = []
     for _ in range(3):  # the turn's first row is answered at once; the other two fail together
-        protocol = asgi_msgspec.FastPathProtocol(config, state, {}, _loop=loop)
+        protocol = fast_path.FastPathProtocol(config, state, {}, _loop=loop)
         transport = FakeTransport()
         protocol.connection_made(transport)  # type: ignore[arg-type]
         protocol.data_received(

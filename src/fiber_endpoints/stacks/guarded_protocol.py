@@ -72,11 +72,11 @@ class GuardedProtocol(HttpToolsProtocol):
         """Answer ``err`` (unless a response is already under way) and close the connection."""
         self._refused = err
         self._disarm()
-        flush = getattr(self, "_flush_batch", None)  # FastPathProtocol's: answers waiting first
+        flush = getattr(self, "_flush_batch", None)  # the fast path's: answers waiting first
         if flush is not None and int(getattr(self, "_batched", 0)):
             flush()
         cycle = self.cycle
-        receiving_fast = getattr(self, "_fast_route", None) is not None  # FastPathProtocol's
+        receiving_fast = getattr(self, "_fast_route", None) is not None  # the fast path's
         if not self._in_head and not receiving_fast and cycle is not None:
             # This request's ASGI cycle exists: its response may be under way or sent already
             # (a 413 while the client keeps sending): never a second answer, only the close.
@@ -165,7 +165,7 @@ class GuardedProtocol(HttpToolsProtocol):
         if self._draining:  # answer this one, then close
             if self.cycle is not None and not self.cycle.response_complete:
                 self.cycle.keep_alive = False
-            if hasattr(self, "_fast_close"):  # FastPathProtocol's flag
+            if hasattr(self, "_fast_close"):  # the fast path's flag
                 self._fast_close = True
 
     def on_message_complete(self) -> None:

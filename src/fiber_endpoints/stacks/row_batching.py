@@ -3,7 +3,7 @@ predicted in one call.
 
 Under concurrent load the event loop reads several connections per turn (uvloop runs every
 ready socket's callbacks, then the callbacks scheduled meanwhile). The fast path
-(``asgi_msgspec.FastPathProtocol``) parses and checks each ``/inference`` request as it
+(``fast_path.FastPathProtocol``) parses and checks each ``/inference`` request as it
 completes and offers its row to :class:`RowBatcher`. The first row of a turn is predicted and
 answered at once, as without batching, and schedules :meth:`RowBatcher.end_turn` with
 ``call_soon``, which runs right after the turn's I/O callbacks: every row that arrived after it
