@@ -26,6 +26,7 @@ from opentelemetry.trace import (
     NonRecordingSpan,
     SpanContext,
     SpanKind,
+    StatusCode,
     TraceFlags,
     set_span_in_context,
 )
@@ -157,6 +158,45 @@ def test_fast_path_spans_equal_the_asgi_paths(
     assert server.start_time is not None and inference.start_time is not None
     assert server.end_time is not None and inference.end_time is not None
     assert server.start_time <= inference.start_time <= inference.end_time <= server.end_time
+
+
+def test_a_fast_path_500_is_traced_as_an_error(
+    predictor: CapiPredictor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The predictor raising (it never does on a checked row; forced by replacing it, as the
+    batching tests do): each sampled request answered 500 on the fast path -- alone in its turn,
+    and waiting in the turn's batch -- has its SERVER span say 500 and ERROR, as the ASGI path's
+    does, instead of no span at all."""
+    import uvicorn
+    from uvicorn.server import ServerState
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("forced")
+
+    monkeypatch.setattr(predictor, "predict_row", broken)
+    monkeypatch.setattr(predictor, "predict_rows", broken)
+    app, exporter = _traced_app(predictor)
+    assert app.batcher is not None and app.deferred is not None
+    loop = asyncio.new_event_loop()
+    config = uvicorn.Config(app, proxy_headers=False, lifespan="off", log_level="critical")
+    sampled = _request(b"/inference", GOOD, b"traceparent: %s\r\n" % PARENT)
+    connections = []
+    for _ in range(2):  # the turn's first (answered at once), then one waiting in its batch
+        protocol = fast_path.FastPathProtocol(config, ServerState(), {}, _loop=loop)
+        transport = FakeTransport()
+        protocol.connection_made(transport)  # type: ignore[arg-type]
+        protocol.data_received(sampled)
+        connections.append((protocol, transport))
+    assert connections[1][1].writes == []  # waiting for the turn's end
+    loop.run_until_complete(asyncio.sleep(0))
+    for protocol, transport in connections:
+        assert b"".join(transport.writes).startswith(b"HTTP/1.1 500 ")
+        protocol.connection_lost(None)
+    loop.close()
+    assert app.deferred.flush() == 2
+    servers = [s for s in exporter.get_finished_spans() if s.kind == SpanKind.SERVER]
+    assert [(s.attributes or {}).get("http.response.status_code") for s in servers] == [500, 500]
+    assert [s.status.status_code for s in servers] == [StatusCode.ERROR, StatusCode.ERROR]
 
 
 def test_unsampled_requests_make_no_spans_and_stay_fast(predictor: CapiPredictor) -> None:

@@ -219,16 +219,21 @@ class FastPathProtocol(HttpToolsProtocol):
             if self._batched:
                 self._flush_batch()
             self._write_500(started, url)
+            self._traced(url, 500, None)  # the ASGI path's span says 500 (ERROR) too
             return
         if self._batched:  # answers due on this connection go out before this one
             self._flush_batch()
         self._answer(reply, started, url, keep_alive and not self._fast_close)
+        if self._fast_trace is not None and self._record_handler is not None:
+            self._traced(url, reply.status, self._record_handler.inference_ns)
+
+    def _traced(self, url: bytes, status: int, inference: tuple[int, int, int] | None) -> None:
+        """The request just answered, if sampled: its spans, built later (deferred_tracing.py)."""
         trace = self._fast_trace
-        if trace is not None and self._spans is not None and self._record_handler is not None:
+        if trace is not None and self._spans is not None:
             self._fast_trace = None
             path = url.decode("latin-1")
-            inference = self._record_handler.inference_ns
-            self._spans.add(trace, "POST", path, self._fast_start_ns, reply.status, inference)
+            self._spans.add(trace, "POST", path, self._fast_start_ns, status, inference)
 
     def _flush_batch(self) -> None:
         assert self._batcher is not None
@@ -267,9 +272,13 @@ class FastPathProtocol(HttpToolsProtocol):
         super().send_400_response(msg)
 
     def fail_batched(self, started: float, ticket: tuple[bytes, bool, Trace | None, int]) -> None:
+        """A request of this connection whose batch's predictor call raised: 500, close."""
         self._batched -= 1
+        url, _, trace, start_ns = ticket
         if not self.transport.is_closing():
-            self._write_500(started, ticket[0])
+            self._write_500(started, url)
+        if trace is not None and self._spans is not None:
+            self._spans.add(trace, "POST", url.decode("latin-1"), start_ns, 500, None)
 
     def _answer(self, reply: Reply, started: float, url: bytes, keep_alive: bool) -> None:
         """Write the response in one write, as uvicorn would have written it, and count it."""
