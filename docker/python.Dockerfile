@@ -38,9 +38,10 @@ RUN ["uv", "sync", "--locked", "--no-editable", "--no-install-package", "lleaves
 
 # asgi-msgspec: the compiled model is a shared object loaded by ctypes (no lleaves, no llvmlite),
 # LightGBM's C API library by path without importing the lightgbm package (so none of its
-# Python dependencies scipy and narwhals), and no FastAPI.
+# Python dependencies numpy, scipy and narwhals: v2.py decodes tensors with the array module),
+# and no FastAPI.
 FROM build AS venv-asgi-msgspec
-RUN ["uv", "sync", "--locked", "--no-editable", "--no-install-package", "lleaves", "--no-install-package", "llvmlite", "--no-install-package", "scipy", "--no-install-package", "narwhals", "--no-install-package", "fastapi", "--no-install-package", "starlette", "--no-install-package", "opentelemetry-instrumentation-fastapi"]
+RUN ["uv", "sync", "--locked", "--no-editable", "--no-install-package", "lleaves", "--no-install-package", "llvmlite", "--no-install-package", "scipy", "--no-install-package", "narwhals", "--no-install-package", "numpy", "--no-install-package", "fastapi", "--no-install-package", "starlette", "--no-install-package", "opentelemetry-instrumentation-fastapi"]
 
 # ---- the fast stack's compiled model: lleaves at build time, for a portable CPU target ----
 # `fiber-endpoints compile` compiles the model for x86-64-v2 (not this machine's CPU), links it

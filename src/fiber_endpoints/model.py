@@ -13,11 +13,12 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Literal
 
 from fiber_endpoints.paths import PROJECT_ROOT
+
+if TYPE_CHECKING:  # numpy is imported where rows are made: the fast stack's image has none
+    import numpy as np
 
 MODELS_DIR = PROJECT_ROOT / "models"
 DEFAULT_MODEL = MODELS_DIR / "regression" / "model.txt"
@@ -84,6 +85,7 @@ def load_golden(model_path: Path) -> Golden:
 
 def seed_rows(n_features: int = SEED_FEATURES) -> np.ndarray:
     """The proof of concept's 100 benchmark rows: ``make_regression(n_samples=100, ...)``."""
+    import numpy as np
     from sklearn.datasets import make_regression
 
     x, _ = make_regression(
@@ -98,6 +100,8 @@ def seed_rows(n_features: int = SEED_FEATURES) -> np.ndarray:
 
 def golden_rows(n_features: int, seed: int) -> np.ndarray:
     """Seed rows plus rows that exercise missing values, zeros and large magnitudes."""
+    import numpy as np
+
     base = seed_rows(n_features)
     rng = np.random.default_rng(seed)
     with_nan = base[:20].copy()
@@ -119,6 +123,7 @@ def golden_rows(n_features: int, seed: int) -> np.ndarray:
 def make_training_data(
     objective: Objective, samples: int, n_features: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
+    import numpy as np
     from sklearn.datasets import make_classification, make_regression
 
     if objective == "regression":
@@ -143,6 +148,7 @@ def make_training_data(
 def predict_reference(model_path: Path, rows: np.ndarray) -> list[Any]:
     """LightGBM's own predictions, from the model file as saved (what every stack loads)."""
     import lightgbm as lgb
+    import numpy as np
 
     booster = lgb.Booster(model_file=str(model_path))
     out = np.asarray(booster.predict(rows, num_threads=1))

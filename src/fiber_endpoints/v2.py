@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
-import numpy as np
-
 from fiber_endpoints import contract
 from fiber_endpoints.contract import ContractError
 
@@ -45,22 +43,33 @@ BINARY_CONTENT_TYPE = "application/octet-stream"
 MAX_DEPTH = 64
 MAX_INT = 2**31 - 1  # shape dimensions and binary_data_size
 
-# Accepted input datatypes -> their little-endian layout in binary data. Values reach the model
-# as float64, LightGBM's input type.
-DATATYPES: dict[str, np.dtype[Any]] = {
-    name: np.dtype(code)
-    for name, code in [
-        ("FP64", "<f8"), ("FP32", "<f4"),
-        ("INT8", "i1"), ("INT16", "<i2"), ("INT32", "<i4"), ("INT64", "<i8"),
-        ("UINT8", "u1"), ("UINT16", "<u2"), ("UINT32", "<u4"), ("UINT64", "<u8"),
-    ]
-}  # fmt: skip
+# Accepted input datatypes -> their little-endian layout in binary data (as a NumPy dtype string,
+# for clients and tests) and the ``array`` module's typecode of that layout (for the decode: the
+# fast stack's image has no NumPy). Values reach the model as float64, LightGBM's input type.
+_LAYOUTS = [
+    ("FP64", "<f8", "d"), ("FP32", "<f4", "f"),
+    ("INT8", "i1", "b"), ("INT16", "<i2", "h"), ("INT32", "<i4", "i"), ("INT64", "<i8", "q"),
+    ("UINT8", "u1", "B"), ("UINT16", "<u2", "H"), ("UINT32", "<u4", "I"), ("UINT64", "<u8", "Q"),
+]  # fmt: skip
+DATATYPES: dict[str, str] = {name: layout for name, layout, _ in _LAYOUTS}
+_TYPECODES = {name: code for name, _, code in _LAYOUTS}
+ITEM_SIZES = {name: int(layout[-1]) for name, layout, _ in _LAYOUTS}
+for _name, _code in _TYPECODES.items():  # C's int and friends, on this platform
+    if array(_code).itemsize != ITEM_SIZES[_name]:
+        raise ImportError(f"array typecode {_code!r} is not {ITEM_SIZES[_name]} bytes here")
 FLOAT_DATATYPES = ("FP64", "FP32")
+
+
+def _int_range(layout: str) -> tuple[float, float]:
+    bits = 8 * int(layout[-1])
+    if "u" in layout:
+        return 0.0, float(2**bits - 1)
+    return float(-(2 ** (bits - 1))), float(2 ** (bits - 1) - 1)
+
+
 # An integer datatype's range, compared as float64 (as every stack does).
 _INT_RANGE = {
-    name: (float(np.iinfo(dt).min), float(np.iinfo(dt).max))
-    for name, dt in DATATYPES.items()
-    if name not in FLOAT_DATATYPES
+    name: _int_range(layout) for name, layout, _ in _LAYOUTS if name not in FLOAT_DATATYPES
 }
 
 SERVER, LIVE, READY, MODEL, MODEL_READY, INFER = (
@@ -158,7 +167,7 @@ def wrong_count(input_name: str, got: int, shape: list[int]) -> ContractError:
 
 
 def wrong_binary_size(input_name: str, got: int, shape: list[int], datatype: str) -> ContractError:
-    need = shape[0] * shape[1] * DATATYPES[datatype].itemsize
+    need = shape[0] * shape[1] * ITEM_SIZES[datatype]
     return bad_request(
         f'input "{input_name}": binary_data_size is {got} bytes, shape {_dims(shape)} of '
         f"{datatype} needs {need}"
@@ -299,7 +308,7 @@ def get_body(route: Route, stack: str, model_name: str, n_features: int, num_cla
 class InferRequest:
     id: str | None
     rows: int
-    values: np.ndarray[Any, np.dtype[np.float64]]  # (rows, n_features), NaN = missing
+    values: array[float]  # float64, rows * n_features row after row, NaN = missing
     binary_output: bool
 
 
@@ -368,7 +377,7 @@ def _as_float(value: Any) -> Any:
     return value
 
 
-def json_values(flat: list[Any], name: str, n_features: int, datatype: str) -> np.ndarray[Any, Any]:
+def json_values(flat: list[Any], name: str, n_features: int, datatype: str) -> array[float]:
     """The elements as float64, or the error for the first bad one in row-major order."""
     allowed = {float, int, type(None)} if datatype in FLOAT_DATATYPES else {float, int}
     first_bad = None
@@ -377,33 +386,50 @@ def json_values(flat: list[Any], name: str, n_features: int, datatype: str) -> n
         flat = flat[:first_bad]
     if int in set(map(type, flat)):
         flat = [_as_float(v) for v in flat]
-    values = np.array(flat, dtype=np.float64)  # None -> NaN
-    if datatype == "FP32":
-        with np.errstate(over="ignore"):
-            values = values.astype(np.float32).astype(np.float64)
-    bad = np.isinf(values)
-    if datatype not in FLOAT_DATATYPES:
-        lo, hi = _INT_RANGE[datatype]
-        bad |= (values != np.floor(values)) | (values < lo) | (values > hi)
-    if bad.any():
-        i = int(np.argmax(bad))
-        v = float(values[i])
+    if None in flat:
+        flat = [math.nan if v is None else v for v in flat]
+    values = array("d", flat)
+    if datatype == "FP32":  # rounded to float32 (past its range: infinite, refused below)
+        values = array("d", array("f", values))
+    bad = _first_bad(values, datatype)
+    if bad is not None:
+        v = values[bad]
         if not math.isinf(v) and v != math.floor(v):
-            raise not_a_value(name, i, n_features, datatype)
-        raise out_of_range(name, i, n_features, datatype)
+            raise not_a_value(name, bad, n_features, datatype)
+        raise out_of_range(name, bad, n_features, datatype)
     if first_bad is not None:
         raise not_a_value(name, first_bad, n_features, datatype)
     return values
 
 
+def _first_bad(values: array[float], datatype: str) -> int | None:
+    """The first value the datatype does not hold: infinite, or for an integer type not a whole
+    number within its range (NaN: missing, floats only). Checked in C (min, max, ``in``); the
+    index is looked for only when one is bad."""
+    if datatype in FLOAT_DATATYPES:
+        if math.inf not in values and -math.inf not in values:
+            return None
+        return next(i for i, v in enumerate(values) if math.isinf(v))
+    lo, hi = _INT_RANGE[datatype]
+    if not values or (
+        lo <= min(values) and max(values) <= hi and all(map(float.is_integer, values))
+    ):
+        return None
+    return next(i for i, v in enumerate(values) if not (v.is_integer() and lo <= v <= hi))
+
+
 def binary_values(
     raw: bytes, offset: int, count: int, name: str, n_features: int, datatype: str
-) -> np.ndarray[Any, Any]:
-    values = np.frombuffer(raw, DATATYPES[datatype], count, offset).astype(np.float64)
+) -> array[float]:
+    typed: array[Any] = array(_TYPECODES[datatype])
+    typed.frombytes(memoryview(raw)[offset : offset + count * typed.itemsize])
+    if sys.byteorder == "big":  # the extension's layout is little-endian
+        typed.byteswap()
+    values: array[float] = typed if datatype == "FP64" else array("d", typed)
     if datatype in FLOAT_DATATYPES:
-        bad = np.isinf(values)
-        if bad.any():
-            raise out_of_range(name, int(np.argmax(bad)), n_features, datatype)
+        bad = _first_bad(values, datatype)
+        if bad is not None:
+            raise out_of_range(name, bad, n_features, datatype)
     return values
 
 
@@ -490,7 +516,7 @@ def parse_infer(body: bytes, header: bytes | None, n_features: int) -> InferRequ
     count = rows * n_features
     binary_length = len(body) - json_end
     if binary_size is not None:
-        if binary_size != count * DATATYPES[datatype].itemsize:
+        if binary_size != count * ITEM_SIZES[datatype]:
             raise wrong_binary_size(name, binary_size, shape, datatype)
         if binary_length != binary_size:
             raise wrong_binary_length(binary_length, binary_size)
@@ -525,7 +551,7 @@ def parse_infer(body: bytes, header: bytes | None, n_features: int) -> InferRequ
                     raise not_supported(owhere, unsupported)
             if binary is not None:
                 binary_output = binary
-    return InferRequest(request_id, rows, values.reshape(rows, n_features), binary_output)
+    return InferRequest(request_id, rows, values, binary_output)
 
 
 # -- the response --------------------------------------------------------------------------------

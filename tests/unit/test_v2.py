@@ -87,16 +87,70 @@ def test_depth_limit_counts_every_container() -> None:
 
 def test_values_per_datatype() -> None:
     parsed = v2.parse_infer(body(tensor([0.1, None, *[1] * 18], datatype="FP32")), None, N)
-    assert parsed.values[0, 0] == float(np.float32(0.1)) and math.isnan(parsed.values[0, 1])
+    assert parsed.values[0] == float(np.float32(0.1)) and math.isnan(parsed.values[1])
     parsed = v2.parse_infer(body(tensor([[1e2] * 10, [[-3]] * 10], datatype="INT8")), None, N)
-    assert parsed.values.tolist() == [[100.0] * 10 + [-3.0] * 10]
+    assert parsed.values.tolist() == [100.0] * 10 + [-3.0] * 10
     # Integers compared as float64: 2**63 rounds onto INT64's maximum, as in Go.
     big = v2.parse_infer(body(tensor([2**63, *[0] * 19], datatype="INT64")), None, N)
-    assert big.values[0, 0] == 2.0**63
+    assert big.values[0] == 2.0**63
     with pytest.raises(ContractError, match="row 0, feature 0: number out of range for INT64"):
         v2.parse_infer(body(tensor([2**64, *[0] * 19], datatype="INT64")), None, N)
     with pytest.raises(ContractError, match="row 0, feature 0: number out of range for FP64"):
         v2.parse_infer(body(tensor([10**400, *[0] * 19])), None, N)
+
+
+# Values at and past each datatype's edges, in JSON (float or integer literals) and binary.
+_EDGES = [
+    0, 1, -1, 0.5, -0.5, 127, 128, -128, -129, 255, 256, 32767, 32768, -32769, 65535, 65536,
+    2**31 - 1, 2**31, -(2**31) - 1, 2**32 - 1, 2**32, 2**53 + 1, 2**63 - 1, 2**63, -(2**63),
+    2**64 - 1, 2**64, 1e300, -1e300, 3.4028235e38, 3.4028236e38, 3.5e38, 1e-46, 0.1, 1e6,
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("datatype", list(v2.DATATYPES))
+def test_decode_without_numpy_equals_numpys(datatype: str) -> None:
+    """v2.py decodes with the array module (the fast stack's image has no NumPy). NumPy, as the
+    decode was written before, is the reference: each value alone, in JSON and in binary, is
+    taken with the same float64 or refused with the same message."""
+    layout = np.dtype(v2.DATATYPES[datatype])
+    for value in _EDGES:
+        row = [value, *[0] * (N - 1)]
+        reference: str | float
+        ref = np.array([float(value)], dtype=np.float64)  # JSON: compared as float64
+        if datatype == "FP32":
+            with np.errstate(over="ignore"):
+                ref = ref.astype(np.float32).astype(np.float64)
+        x = float(ref[0])
+        if math.isinf(x):
+            reference = "out of range"
+        elif datatype not in v2.FLOAT_DATATYPES:
+            info = np.iinfo(layout)
+            whole = x == math.floor(x)
+            ok = whole and float(info.min) <= x <= float(info.max)
+            reference = x if ok else ("out of range" if whole else "not a")
+        else:
+            reference = x
+        try:
+            got: str | float = v2.parse_infer(body(tensor(row, datatype=datatype)), None, N).values[
+                0
+            ]
+        except ContractError as err:
+            got = "out of range" if "out of range" in err.message else "not a"
+            assert "row 0, feature 0" in err.message
+        assert got == reference, (datatype, value)
+        if isinstance(reference, float):  # binary: the same value in the datatype's own layout
+            try:
+                first = np.array([value if layout.kind == "f" else int(x)], dtype=layout)
+            except OverflowError:  # 2**63 for INT64: taken in JSON, not a binary INT64
+                continue
+            raw = first.tobytes() + np.zeros(N - 1, dtype=layout).tobytes()
+            parsed = v2.binary_values(raw, 0, N, "x", N, datatype)
+            assert parsed.tolist() == np.frombuffer(raw, layout).astype(np.float64).tolist()
+    if datatype in v2.FLOAT_DATATYPES:  # binary infinities refused, NaN (missing) kept
+        raw = np.array([np.nan, np.inf], dtype=layout).tobytes()
+        with pytest.raises(ContractError, match="row 0, feature 1: number out of range"):
+            v2.binary_values(raw, 0, 2, "x", N, datatype)
+        assert math.isnan(v2.binary_values(raw, 0, 1, "x", N, datatype)[0])
 
 
 def _answer(status: int, content: bytes, header: bytes | str | None) -> tuple[int, Any, bytes]:

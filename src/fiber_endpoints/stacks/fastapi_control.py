@@ -342,7 +342,8 @@ def add_v2_routes(app: FastAPI, model: Model, model_name: str, tracer: Any) -> N
         )
         with tracing.inference_span(tracer, parsed.rows, model.num_features):
             started = time.perf_counter()
-            flat = model.predict_values(parsed.values)
+            rows = np.frombuffer(parsed.values).reshape(parsed.rows, model.num_features)
+            flat = model.predict_values(rows)
             inference_seconds.set(time.perf_counter() - started)
         binary = parsed.binary_output
         doc = v2.response_doc(model_name, parsed.id, parsed.rows, model.num_class, flat, binary)

@@ -90,8 +90,8 @@ class V2Handler:
             parsed = v2.parse_infer(body, header, self.num_features)
         except ContractError as err:
             return Handler.error(err)
-        flat = parsed.values.reshape(-1)  # C-contiguous float64, writable (a fresh array)
-        return self._predict(started, parsed.id, flat, parsed.rows, parsed.binary_output)
+        # float64 row after row, writable (a fresh array): what predict_flat reads in place
+        return self._predict(started, parsed.id, parsed.values, parsed.rows, parsed.binary_output)
 
     def _plain(self, req: _Request) -> tuple[str | None, list[float | None], int, bool] | None:
         """The request's id, data, rows and output form, when it is the plain case and valid."""
