@@ -12,13 +12,6 @@ from fiber_endpoints import model, stacks, v2
 from fiber_endpoints.report import command as report_command
 
 
-def model_name_arg(text: str) -> str:
-    try:
-        return v2.check_model_name(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def _parse_targets(values: list[str]) -> dict[str, str]:
     targets = {}
     for value in values:
@@ -203,7 +196,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--model-name",
-        type=model_name_arg,
+        type=stacks.model_name_arg,
         default=v2.DEFAULT_MODEL_NAME,
         help="the model's name in V2 URLs (/v2/models/NAME/infer) for --target endpoints",
     )

@@ -8,9 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fiber_endpoints import bench_cli, model, stacks, v2
-from fiber_endpoints.report import command as report_command
-from fiber_endpoints.trace import command as trace_command
+from fiber_endpoints import model, stacks, v2
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -99,7 +97,7 @@ def _add_serve(sub: Any) -> None:
     p.add_argument("--workers", type=int, default=1, help="worker processes (Python stacks)")
     p.add_argument(
         "--model-name",
-        type=bench_cli.model_name_arg,
+        type=stacks.model_name_arg,
         default=os.environ.get(v2.MODEL_NAME_ENV, v2.DEFAULT_MODEL_NAME),
         help=f"the model's name in the V2 routes, /v2/models/NAME (env {v2.MODEL_NAME_ENV})",
     )
@@ -161,9 +159,18 @@ def _add_compare(sub: Any) -> None:
     p.set_defaults(func=_compare)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(serving: bool = False) -> argparse.ArgumentParser:
+    """Every command; with ``serving``, ``serve`` alone: a server imports only what serving
+    needs, as its image holds only that (the bench's modules import NumPy, which the fast
+    stack's image has not)."""
     parser = argparse.ArgumentParser(prog="fiber-endpoints", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    if serving:
+        _add_serve(sub)
+        return parser
+    from fiber_endpoints import bench_cli
+    from fiber_endpoints.report import command as report_command
+    from fiber_endpoints.trace import command as trace_command
 
     for add in (_add_train, _add_serve, _add_compile, bench_cli.add_parser, _add_compare):
         add(sub)
@@ -176,5 +183,5 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:2] == ["bench", "compare"]:  # `bench compare A B` is `compare A B`
         argv = argv[1:]
-    args = build_parser().parse_args(argv)
+    args = build_parser(serving=argv[:1] == ["serve"]).parse_args(argv)
     return int(args.func(args))

@@ -7,6 +7,7 @@ benchmark and the tests: ``fiber-endpoints serve NAME --host H --port P --model 
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import sys
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fiber_endpoints.v2 import DEFAULT_MODEL_NAME
+from fiber_endpoints.v2 import DEFAULT_MODEL_NAME, check_model_name
 
 # A stack that cannot compute a model exactly exits with this code before serving (fiber/main.go
 # uses the same): it is then reported as not eligible for that model, never timed.
@@ -47,6 +48,14 @@ def exit_zero_on_stop_signal() -> None:
     make that re-raise an exit 0, as a graceful stop should report."""
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: sys.exit(0))
+
+
+def model_name_arg(text: str) -> str:
+    """``--model-name`` (serve, bench): a V2 model name, or argparse's error saying why not."""
+    try:
+        return check_model_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 @dataclass(frozen=True)
