@@ -20,6 +20,19 @@ def test_recovery_time_is_from_the_load_end_to_the_last_slow_probe() -> None:
     assert reliability.recovery_time([], 10.0, 5.0) is None
 
 
+def test_one_slow_probe_alone_is_not_a_slow_second() -> None:
+    """100 probes a second for 5 s after the load: one lone slow probe (the CPU quota's next
+    period) leaves the recovery where it was; a tenth and more of a second slow moves it."""
+    fast = [(10.0 + i / 100, 1.0, True) for i in range(500)]
+    assert reliability.recovery_time(fast, 10.0, 5.0) == 0.0
+    lone = [(t, 40.0 if i == 350 else ms, ok) for i, (t, ms, ok) in enumerate(fast)]
+    assert reliability.recovery_time(lone, 10.0, 5.0) == 0.0
+    sustained = [(t, 40.0 if 300 <= i < 311 else ms, ok) for i, (t, ms, ok) in enumerate(fast)]
+    assert reliability.recovery_time(sustained, 10.0, 5.0) == pytest.approx(3.1 + 0.04)
+    failed_once = [(t, ms, i != 350) for i, (t, ms, ok) in enumerate(fast)]
+    assert reliability.recovery_time(failed_once, 10.0, 5.0) == pytest.approx(3.501)
+
+
 def _case(name: str, held: bool) -> reliability.HostileCase:
     return reliability.HostileCase(
         case=name, held=held, ok=held, detail="d", statuses={"408": 2},

@@ -154,6 +154,17 @@ def parse_csv(
     )
 
 
+@dataclass(frozen=True)
+class Attack:
+    """A finished attack's raw results (vegeta's binary format), not yet read."""
+
+    results: bytes
+    rate: float
+    warmup_s: float
+    duration_s: float
+    client_cpu_s: float
+
+
 def run(
     url: str,
     path: str,
@@ -171,6 +182,31 @@ def run(
     ``https://`` URLs over TLS (``-insecure``: a test's self-signed terminator, or a cluster's
     ingress whose CA the client machine does not hold; nothing here trusts the answer but
     parity, checked before)."""
+    return read(
+        attack(
+            url, path, bodies, rate=rate, duration_s=duration_s, warmup_s=warmup_s, cpus=cpus,
+            timeout_s=timeout_s, max_workers=max_workers, headers=headers,
+        )
+    )  # fmt: skip
+
+
+def attack(
+    url: str,
+    path: str,
+    bodies: Sequence[bytes],
+    *,
+    rate: float,
+    duration_s: float,
+    warmup_s: float = 0.0,
+    cpus: Sequence[int] | None = None,
+    timeout_s: float = 10.0,
+    max_workers: int = MAX_WORKERS,
+    headers: Mapping[str, str] | None = None,
+) -> Attack:
+    """:func:`run`'s attack alone, its results left unread: a caller that measures something
+    else in this process meanwhile (``reliability.overload``'s recovery probes) reads them
+    after, with :func:`read` -- decoding ~200k results holds the GIL for tens of ms, which the
+    probes had measured as a 71 ms stall of the server 11 s after an overload."""
     vegeta = str(tools.vegeta())
     pin = set(cpus) if cpus else None
 
@@ -203,13 +239,26 @@ def run(
         after = os.times()
         if proc.returncode != 0:
             raise RuntimeError(f"vegeta failed: {proc.stderr.decode(errors='replace')}")
-        encoded = subprocess.run(
-            [vegeta, "encode", "--to", "csv", str(out)],
-            capture_output=True,
-            check=True,
-            timeout=120,
-        )
+        results = out.read_bytes()
     client_cpu = (after.children_user - before.children_user) + (
         after.children_system - before.children_system
     )
-    return parse_csv(encoded.stdout.decode(), rate, warmup_s, client_cpu, duration_s)
+    return Attack(results, rate, warmup_s, duration_s, client_cpu)
+
+
+def read(attack: Attack) -> OpenResult:
+    """An attack's results, decoded (``vegeta encode``) and parsed."""
+    encoded = subprocess.run(
+        [str(tools.vegeta()), "encode", "--to", "csv"],
+        input=attack.results,
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    return parse_csv(
+        encoded.stdout.decode(),
+        attack.rate,
+        attack.warmup_s,
+        attack.client_cpu_s,
+        attack.duration_s,
+    )
