@@ -69,8 +69,9 @@ user_engine() {  # an engine that answers without us: use it, touch nothing
 }
 
 engine_packages() {  # container engine packages installed, one per line
-  dpkg-query -W -f '${db:Status-Status} ${Package}\n' docker.io docker-ce moby-engine podman \
-    containerd containerd.io 2>/dev/null | awk '$1 == "installed" {print $2}'
+  # dpkg-query exits 1 when any of them is unknown (as most are on a fresh machine): not a failure
+  { dpkg-query -W -f '${db:Status-Status} ${Package}\n' docker.io docker-ce moby-engine podman \
+    containerd containerd.io 2>/dev/null || true; } | awk '$1 == "installed" {print $2}'
 }
 
 install_engine() {
@@ -290,7 +291,9 @@ start() {
 build_images() {  # every image of compose.yaml, so the tests' `up --build` finds its layers cached
   set -a; source "$ENV_FILE"; set +a
   (cd "$here" && timed "docker compose build" $COMPOSE build -q)
-  [[ "$FIBER_ENDPOINTS_ENGINE" != private ]] || keep_stages_prune_rest
+  if [[ "$FIBER_ENDPOINTS_ENGINE" == private ]]; then  # not `|| f`: set -e would be off in f
+    keep_stages_prune_rest
+  fi
 }
 
 # The classic builder (the private engine's) keeps each intermediate build stage as an untagged
@@ -324,8 +327,8 @@ case "$MODE" in
     # Called plainly, never as `start || ...`: bash ignores `set -e` in every function called
     # from a || list, so a failed step went on to the next (a killed Compose build went on to
     # debootstrap, and failed only later, on the missing binary).
+    trap stop_private EXIT  # before start: a step failing after the engine started stops it too
     start
-    trap stop_private EXIT
     build_images
     say "prepared in $((SECONDS - t0)) s"
     ;;
