@@ -29,6 +29,8 @@ def test_one_slow_probe_alone_is_not_a_slow_second() -> None:
     assert reliability.recovery_time(lone, 10.0, 5.0) == 0.0
     sustained = [(t, 40.0 if 300 <= i < 311 else ms, ok) for i, (t, ms, ok) in enumerate(fast)]
     assert reliability.recovery_time(sustained, 10.0, 5.0) == pytest.approx(3.1 + 0.04)
+    partial_last = [*fast, (15.0, 40.0, True), (15.01, 1.0, True)]  # two probes past 5 s
+    assert reliability.recovery_time(partial_last, 10.0, 5.0) == 0.0
     failed_once = [(t, ms, i != 350) for i, (t, ms, ok) in enumerate(fast)]
     assert reliability.recovery_time(failed_once, 10.0, 5.0) == pytest.approx(3.501)
 
