@@ -8,6 +8,7 @@ tests/integration/test_container_commands.py.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -401,6 +402,47 @@ def test_each_python_stack_has_its_own_serving_venv(name: str) -> None:
     assert [(c.flags["from"], c.args) for c in copies if c.args.endswith("/opt/venv")] == [
         (f"venv-{name}", "/opt/venv /opt/venv")
     ]
+
+
+_SERVE_WITHOUT = """
+import importlib, sys
+name, blocked = sys.argv[1], sys.argv[2:]
+for module in blocked:
+    sys.modules[module] = None  # `import module` fails, as in the image that lacks it
+import uvicorn
+
+def made_not_served(app, factory=False, **options):  # the app the server would serve, made
+    module, _, attr = app.partition(":")
+    made = getattr(importlib.import_module(module), attr)()
+    print("made", type(made).__name__)
+
+uvicorn.run = made_not_served
+from fiber_endpoints.cli import main
+main(["serve", name, "--port", "0"])
+"""
+
+
+@pytest.mark.parametrize(
+    "name", sorted(n for n, s in stacks.STACKS.items() if s.language == "python")
+)
+def test_a_stack_serves_without_what_its_image_leaves_out(name: str) -> None:
+    """The image's entrypoint (`fiber-endpoints serve NAME`) up to the app uvicorn would serve,
+    natively, in a fresh interpreter where the packages that stack's image leaves out (its
+    venv stage's `--no-install-package`s and the bench extra) cannot be imported: an import of
+    one of them on the serving path fails here, before an image is built."""
+    stages = dockerfiles.read(DOCKER / "python.Dockerfile")
+    [sync] = [r.exec_form for r in dockerfiles.by_name(stages)[f"venv-{name}"].all("RUN")]
+    assert sync is not None
+    left_out = [sync[i + 1] for i, a in enumerate(sync) if a == "--no-install-package"]
+    modules = {"opentelemetry-instrumentation-fastapi": "opentelemetry.instrumentation.fastapi"}
+    blocked = [*stacks.NOT_SERVING, *(modules.get(p, p) for p in left_out)]
+    env = {**os.environ, "OTEL_SDK_DISABLED": "true"}
+    out = subprocess.run(
+        [sys.executable, "-c", _SERVE_WITHOUT, name, *blocked],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.startswith("made "), out.stdout
 
 
 def test_asgi_msgspec_image_ships_its_compiled_model() -> None:
