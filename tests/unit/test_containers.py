@@ -422,6 +422,7 @@ main(["serve", name, "--port", "0"])
 """
 
 
+@pytest.mark.contract  # a stack's own process (to its app, not serving): ~1.5 s each
 @pytest.mark.parametrize(
     "name", sorted(n for n, s in stacks.STACKS.items() if s.language == "python")
 )
