@@ -19,10 +19,10 @@ import json
 import os
 import subprocess
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec
 
 import numpy as np
 
@@ -30,6 +30,7 @@ from fiber_endpoints import stats
 from fiber_endpoints.bench import tools
 from fiber_endpoints.cpus import pin_on_exec
 
+P = ParamSpec("P")
 MAX_WORKERS = 512  # bounded concurrency; a full pool is still charged via intended times
 
 
@@ -165,31 +166,6 @@ class Attack:
     client_cpu_s: float
 
 
-def run(
-    url: str,
-    path: str,
-    bodies: Sequence[bytes],
-    *,
-    rate: float,
-    duration_s: float,
-    warmup_s: float = 0.0,
-    cpus: Sequence[int] | None = None,
-    timeout_s: float = 10.0,
-    max_workers: int = MAX_WORKERS,
-    headers: Mapping[str, str] | None = None,
-) -> OpenResult:
-    """One constant-rate attack of ``warmup_s + duration_s``; the warm-up part is dropped.
-    ``https://`` URLs over TLS (``-insecure``: a test's self-signed terminator, or a cluster's
-    ingress whose CA the client machine does not hold; nothing here trusts the answer but
-    parity, checked before)."""
-    return read(
-        attack(
-            url, path, bodies, rate=rate, duration_s=duration_s, warmup_s=warmup_s, cpus=cpus,
-            timeout_s=timeout_s, max_workers=max_workers, headers=headers,
-        )
-    )  # fmt: skip
-
-
 def attack(
     url: str,
     path: str,
@@ -203,10 +179,13 @@ def attack(
     max_workers: int = MAX_WORKERS,
     headers: Mapping[str, str] | None = None,
 ) -> Attack:
-    """:func:`run`'s attack alone, its results left unread: a caller that measures something
-    else in this process meanwhile (``reliability.overload``'s recovery probes) reads them
-    after, with :func:`read` -- decoding ~200k results holds the GIL for tens of ms, which the
-    probes had measured as a 71 ms stall of the server 11 s after an overload."""
+    """One constant-rate attack of ``warmup_s + duration_s`` (the warm-up part is dropped by
+    :func:`read`). ``https://`` URLs over TLS (``-insecure``: a test's self-signed terminator, or
+    a cluster's ingress whose CA the client machine does not hold; nothing here trusts the
+    answer but parity, checked before). Its results are left unread: a caller that measures
+    something else in this process meanwhile (``reliability.overload``'s recovery probes) reads
+    them after -- decoding ~200k results holds the GIL for tens of ms, which the probes had
+    measured as a 71 ms stall of the server 11 s after an overload. :func:`run` reads at once."""
     vegeta = str(tools.vegeta())
     pin = set(cpus) if cpus else None
 
@@ -262,3 +241,14 @@ def read(attack: Attack) -> OpenResult:
         attack.client_cpu_s,
         attack.duration_s,
     )
+
+
+def _read_after(attack: Callable[P, Attack]) -> Callable[P, OpenResult]:
+    def run(*args: P.args, **kwargs: P.kwargs) -> OpenResult:
+        """:func:`attack` with the same arguments, its results read at once (:func:`read`)."""
+        return read(attack(*args, **kwargs))
+
+    return run
+
+
+run = _read_after(attack)
