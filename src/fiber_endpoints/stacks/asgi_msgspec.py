@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from fiber_endpoints import contract, cpus, limits, metrics, rows, tracing, v2
 from fiber_endpoints.contract import ContractError
 from fiber_endpoints.model import MODEL_ENV
-from fiber_endpoints.stacks import ServeOptions, exit_zero_on_stop_signal, row_batching
+from fiber_endpoints.stacks import ServeOptions, accept_all, exit_zero_on_stop_signal, row_batching
 from fiber_endpoints.stacks.fast_path import GuardedFastPathProtocol, V2Route, fast_path_enabled
 from fiber_endpoints.stacks.guarded_protocol import GuardedHttpToolsProtocol
 from fiber_endpoints.stacks.lgbm_capi import CapiPredictor
@@ -369,7 +369,8 @@ def serve(opts: ServeOptions) -> None:
         host=opts.host,
         port=opts.port,
         workers=opts.workers,
-        loop="uvloop",
+        # uvloop, with a listener that accepts every waiting connection per turn (accept_all.py).
+        loop=f"{accept_all.__name__}:{accept_all.new_event_loop.__name__}",
         # The limits (limits.py) in our own protocol subclass: uvicorn has no option for most.
         http=GuardedFastPathProtocol if fast_path_enabled() else GuardedHttpToolsProtocol,
         timeout_keep_alive=int(limits.IDLE_TIMEOUT_S),
