@@ -80,6 +80,23 @@ def test_uvloops_own_listener_takes_one_per_turn() -> None:
         loop.close()
 
 
+def test_a_bound_socket_is_served_as_uvicorns_workers_pass_it() -> None:
+    """uvicorn's workers get ``sockets=`` bound by ``Config.bind_socket``, not listening."""
+    loop = accept_all.new_event_loop()
+    bound = socket.socket()
+    bound.bind(("127.0.0.1", 0))
+    port = bound.getsockname()[1]
+    Counting.made = []
+    try:
+        server = loop.run_until_complete(loop.create_server(Counting, sock=bound))
+        with clients(port, 3):
+            loop.run_until_complete(asyncio.sleep(0))
+            assert len(Counting.made) == 3
+        server.close()
+    finally:
+        loop.close()
+
+
 def test_the_switch_falls_back_to_uvloops_listener(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(accept_all.ACCEPT_ALL_ENV, "0")
     loop = accept_all.new_event_loop()

@@ -58,6 +58,9 @@ class AcceptAllServer(asyncio.AbstractServer):
         self._serving = True
         self._retries: list[asyncio.TimerHandle] = []
         for listener in self._listeners:
+            # uvicorn's workers get a socket bound, not listening (Config.bind_socket); as
+            # create_server(sock=...) does, listen here (again is harmless: it sets the backlog).
+            listener.listen(backlog)
             listener.setblocking(False)
             loop.add_reader(listener.fileno(), self._accept_waiting, listener)
 
