@@ -11,11 +11,13 @@ measured part, records the server with a sampling profiler:
   For the Go stack ``perf`` is the profiler: Go binaries keep frame pointers and symbols, so
   ``perf report`` names Go functions as pprof would, and kernel time is in the same profile.
 
-Also printed: req/s, server CPU µs per request (``/proc``), and syscalls per request (``strace -c
--f`` over a short second run, when ``--syscalls``).
+Also printed: req/s, server CPU µs per request (``/proc``), syscalls per request (``strace -c
+-f`` over a short second run, when ``--syscalls``), and with ``--steps N`` the tail of N short
+runs that each open their connections afresh, as a ``bench`` load step does (p99, p99.9, max).
 
     .venv/bin/python scripts/profile_under_load.py asgi-msgspec --profiler py-spy
     .venv/bin/python scripts/profile_under_load.py fiber --profiler perf
+    .venv/bin/python scripts/profile_under_load.py asgi-msgspec --duration 1 --steps 3
 """
 
 from __future__ import annotations
@@ -144,6 +146,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("/tmp/fiber-endpoints-profile"))
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--syscalls", action="store_true")
+    parser.add_argument("--steps", type=int, default=0, help="then N runs on new connections")
+    parser.add_argument("--step-duration", type=float, default=1.0)
     args = parser.parse_args()
     plan = placement.plan(pin=True)
     args.client_cpus = plan.client_cpus
@@ -214,6 +218,13 @@ def main() -> int:
         elif args.profiler == "perf":
             for part, share in _perf_parts(target).items():
                 print(f"{share:6.1f} %  {share / 100 * cpu_us:6.1f} µs/request  {part}")
+        for n in range(1, args.steps + 1):
+            step = _wrk(srv, bodies, args, args.step_duration)
+            ms = {q: step.histogram.get_value_at_percentile(q) / 1000 for q in (50, 99, 99.9)}
+            print(
+                f"step {n}: {step.rps:,.0f} req/s, p50 {ms[50]:.2f} ms, p99 {ms[99]:.2f} ms, "
+                f"p99.9 {ms[99.9]:.2f} ms, max {step.histogram.get_max_value() / 1000:.2f} ms"
+            )
         if args.syscalls:
             strace = subprocess.Popen(
                 [
