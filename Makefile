@@ -66,7 +66,7 @@ prometheus: ## a real Prometheus for the metrics test (Debian's package, unpacke
 jaeger: ## a real Jaeger (Go module proxy build, cached in ~/.cache/fiber-endpoints/jaeger)
 	bash scripts/install-jaeger.sh
 
-load-tools: ## wrk (Debian), vegeta (Go module proxy), the generators' trivial ceiling server
+load-tools: ## wrk (Debian), oha (crates.io), vegeta (Go module proxy), the generators' trivial ceiling server
 	bash scripts/install-load-tools.sh
 
 # Each peer in its own virtualenv, from peers/<name>/requirements.txt (pinned with hashes), cached

@@ -2,11 +2,13 @@
 # Install the load generators used by `fiber-endpoints bench` (the load phase) and its tests.
 #
 # Idempotent: everything is cached under $LOAD_TOOLS_HOME (default: ~/.cache/fiber-endpoints/load-tools, outside the checkout so fresh clones on this machine reuse it); a
-# second run only checks it. Registries used: Debian's packages (wrk) and the Go module proxy
-# (vegeta). Nothing else is downloaded.
+# second run only checks it. Registries used: Debian's packages (wrk), crates.io (oha, built with
+# the machine's cargo) and the Go module proxy (vegeta). Nothing else is downloaded.
 #
 #   wrk                              closed loop (Debian package, /usr/bin/wrk)
-#   $LOAD_TOOLS_HOME/bin/vegeta      open loop, constant rate, every result kept
+#   $LOAD_TOOLS_HOME/bin/oha         open loop, constant rate, latency-corrected, every answer kept
+#                                    (the load phase; src/fiber_endpoints/bench/oha.py says why)
+#   $LOAD_TOOLS_HOME/bin/vegeta      open loop with bounded in-flight requests (the overload test)
 #   $LOAD_TOOLS_HOME/bin/trivial-server
 #                                    a C epoll server answering a constant: the generators'
 #                                    own ceiling is measured against it (built from
@@ -14,6 +16,7 @@
 set -euo pipefail
 
 VEGETA_VERSION="v12.13.0"   # github.com/tsenart/vegeta/v12, pinned; change it here only
+OHA_VERSION="1.16.0"        # crates.io/crates/oha, pinned, built --locked; change it here only
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${FIBER_ENDPOINTS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/fiber-endpoints}"
@@ -45,7 +48,19 @@ else
 fi
 "$vegeta" -version >/dev/null
 
-# 3. The trivial server (the generators' ceiling).
+# 3. oha, from crates.io (~4 min to build on 2 cores, once per user).
+oha="$LOAD_TOOLS_HOME/bin/oha"
+if [[ -x "$oha" && "$(cat "$LOAD_TOOLS_HOME/OHA_VERSION" 2>/dev/null)" == "$OHA_VERSION" ]]; then
+  say "oha $OHA_VERSION cached"
+else
+  command -v cargo >/dev/null 2>&1 || { say "cargo (Rust) is needed to build oha"; exit 1; }
+  say "building oha $OHA_VERSION (cargo install --locked)"
+  cargo install --quiet --locked --version "$OHA_VERSION" --root "$LOAD_TOOLS_HOME" oha
+  echo "$OHA_VERSION" > "$LOAD_TOOLS_HOME/OHA_VERSION"
+fi
+"$oha" --version >/dev/null
+
+# 4. The trivial server (the generators' ceiling).
 src="$here/src/fiber_endpoints/bench/trivial_server.c"
 bin="$LOAD_TOOLS_HOME/bin/trivial-server"
 if [[ ! -x "$bin" || "$src" -nt "$bin" ]]; then

@@ -1,6 +1,7 @@
 """A tiny TLS terminator for tests: accepts TLS on 127.0.0.1:PORT, forwards the plaintext to
 127.0.0.1:UPSTREAM, and counts, in what clients sent, the requests (``POST ``, ``GET ``) and
-the given header lines; the counts are written as JSON to OUT on SIGTERM.
+the given header lines (the name in any case, as HTTP allows and hyper-based clients such as oha
+send it: lower case); the counts are written as JSON to OUT on SIGTERM.
 
     python tests/tls_proxy.py CERT KEY PORT UPSTREAM OUT 'Header: value' ...
 """
@@ -9,12 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import ssl
 import sys
 
 cert, key, port, upstream, out, *wanted = sys.argv[1:]
-patterns = {"POST": b"POST ", "GET": b"GET ", **{h: f"\r\n{h}\r\n".encode() for h in wanted}}
+
+
+def header_line(line: str) -> re.Pattern[bytes]:
+    name, _, value = line.partition(":")
+    name_re, value_re = re.escape(name.strip().encode()), re.escape(value.strip().encode())
+    return re.compile(b"\r\n(?i:" + name_re + b"):[ \t]*" + value_re + b"\r\n")
+
+
+patterns = {
+    "POST": re.compile(b"POST "),
+    "GET": re.compile(b"GET "),
+    **{h: header_line(h) for h in wanted},
+}
 counts = dict.fromkeys(patterns, 0)
 
 
@@ -22,7 +36,7 @@ def scan(tail: bytes, data: bytes) -> bytes:
     """Count every pattern in ``tail + data`` not already counted in ``tail``."""
     both = tail + data
     for name, pattern in patterns.items():
-        counts[name] += both.count(pattern) - tail.count(pattern)
+        counts[name] += len(pattern.findall(both)) - len(pattern.findall(tail))
     return both[-64:]
 
 

@@ -303,7 +303,7 @@ def add_parser(sub: Any) -> None:
 
 def _add_load_flags(p: argparse.ArgumentParser) -> None:
     """The load phase's flags (:func:`_load_config` maps them)."""
-    g = p.add_argument_group("load (wrk closed loop, vegeta open loop, batch sweep)")
+    g = p.add_argument_group("load (wrk closed loop, oha open loop, batch sweep)")
     g.add_argument(
         "--load",
         action=argparse.BooleanOptionalAction,

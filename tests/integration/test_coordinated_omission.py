@@ -1,23 +1,26 @@
 """Coordinated omission: a server that stalls for a known time, under open and closed loop.
 
-The open loop (vegeta, latency from intended send time) must charge the stall to every request
-due during it: its p99 sees the stall. A closed loop cannot send during a stall, so it records
-one slow request per connection unless the tool corrects for it (wrk 4 does: its p99 sees the
-stall); the report must not hide it either way (the max, and a flag when p99 misses it).
-Needs wrk and vegeta (``scripts/install-load-tools.sh``): missing tools FAIL these tests.
+The open loop (oha in the load phase, vegeta in the overload test; latency from intended send time)
+must charge the stall to every request due during it: its p99 sees the stall. A closed loop cannot
+send during a stall, so it records one slow request per connection unless the tool corrects for it
+(wrk 4 does: its p99 sees the stall); the report must not hide it either way (the max, and a flag
+when p99 misses it). Needs wrk, oha and vegeta (``scripts/install-load-tools.sh``): missing tools
+FAIL these tests.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from fiber_endpoints.bench import load, servers, tools, vegeta, wrk
+from fiber_endpoints.bench import load, oha, servers, tools, vegeta, wrk
 from fiber_endpoints.report import analysis, markdown
 
 pytestmark = pytest.mark.slow
@@ -90,12 +93,14 @@ def test_tools_are_installed() -> None:
     # FAIL (not skip) without them: the load lab is part of the project.
     assert tools.wrk().exists()
     assert tools.vegeta().exists()
+    assert tools.oha().exists()
     assert tools.trivial_server().exists()
 
 
-def test_open_loop_p99_sees_the_stall(stalling_server: str) -> None:
+@pytest.mark.parametrize("generator", [oha, vegeta], ids=["oha", "vegeta"])
+def test_open_loop_p99_sees_the_stall(stalling_server: str, generator: Any) -> None:
     rate, duration, warmup = 200.0, 2.0, 0.3
-    res = vegeta.run(
+    res = generator.run(
         stalling_server, "/inference", BODIES, rate=rate, duration_s=duration, warmup_s=warmup
     )
     s = res.to_json()
@@ -180,3 +185,26 @@ def test_open_loop_charges_a_late_generator() -> None:
     assert res.histogram.get_max_value() == pytest.approx(101_000, rel=1e-3)
     assert res.service_histogram.get_max_value() == pytest.approx(1_000, rel=1e-3)
     assert res.max_send_lag_us == pytest.approx(100_000)
+
+
+def test_oha_charges_a_late_generator(tmp_path: Path) -> None:
+    # Hand-made oha rows (seconds from its start: due, sent, done, status): request 2 was due at
+    # 20 ms but sent at 120 ms and took 1 ms, so 101 ms from its intended send time, 1 ms
+    # served; one more failed without a row (oha only counts those in its summary).
+    db = tmp_path / "results.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "CREATE TABLE oha (url TEXT, start REAL, start_latency_correction REAL, end REAL,"
+            " duration REAL, status INTEGER, len_bytes INTEGER, run INTEGER)"
+        )
+        for due, sent, done in ((0.0, 0.0, 0.001), (0.01, 0.01, 0.011), (0.02, 0.12, 0.121)):
+            conn.execute(
+                "INSERT INTO oha VALUES ('/', ?, ?, ?, ?, 200, 2, 0)",
+                (sent, due, done, done - due),
+            )
+    summary = {"errorDistribution": {"connection reset": 1}}
+    res = oha.read(db, summary, rate=100.0, warmup_s=0.0, duration_s=0.04, client_cpu_s=0.0)
+    assert res.histogram.get_max_value() == pytest.approx(101_000, rel=1e-3)
+    assert res.service_histogram.get_max_value() == pytest.approx(1_000, rel=1e-3)
+    assert res.max_send_lag_us == pytest.approx(100_000)
+    assert (res.sent, res.ok, res.errors, res.scheduled) == (4, 3, 1, 4)

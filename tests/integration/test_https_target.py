@@ -1,6 +1,6 @@
 """``bench --target NAME=https://... --protocol v2 --header ...`` measures a deployed V2 server
 the same way as ours: a TLS terminator (tests/tls_proxy.py, self-signed, on loopback) in front
-of the Go stack; parity, the sequential protocol, wrk and vegeta all go through TLS, and every
+of the Go stack; parity, the sequential protocol, wrk and oha all go through TLS, and every
 request they send carries the given Host and Authorization headers (counted by the proxy)."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """A short run of every load mode against every real stack, interleaved in slices, then the
-report from the results alone. Needs wrk and vegeta (FAILS without them)."""
+report from the results alone. Needs wrk and oha (FAILS without them)."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def test_every_mode_ran_on_every_stack_in_rotated_slices(result: dict[str, Any])
     json.dumps(result)  # JSON-serialisable as it is
     assert result["schema"] == schema.LOAD_SCHEMA
     assert result["generators"]["closed"].startswith("wrk")
-    assert result["generators"]["open"].startswith("vegeta")
+    assert result["generators"]["open"].startswith("oha")
     assert result["ceiling"]["closed_rps"] > 1000 and result["ceiling_end"]["closed_rps"] > 1000
     # Round r starts at stack r (rotated), every stack once per round.
     order = [(r["round"], r["stack"]) for r in result["runs"]]

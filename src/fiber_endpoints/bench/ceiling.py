@@ -1,4 +1,4 @@
-"""The load generators' own ceiling: wrk and vegeta against the trivial C server placed like a
+"""The load generators' own ceiling: wrk and oha against the trivial C server placed like a
 stack. A stack whose numbers approach it is measured up to the tool, not to its own limit.
 
 Measured at the start and again at the end of the load phase: the same server, the same
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from fiber_endpoints import contract, headline
-from fiber_endpoints.bench import servers, vegeta, wrk
+from fiber_endpoints.bench import oha, servers, wrk
 from fiber_endpoints.bench.schema import Ceiling
 
 CONNECTIONS = 16
@@ -34,8 +34,8 @@ def measure(
             duration_s=SECONDS,
             cpus=client_cpus,
         ).to_json()
-        # Ask vegeta for what wrk reached: what it achieves is its own ceiling.
-        opened = vegeta.run(
+        # Ask oha for what wrk reached: what it achieves is its own ceiling.
+        opened = oha.run(
             floor.url,
             contract.INFERENCE_PATH,
             bodies,

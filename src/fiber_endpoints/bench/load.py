@@ -5,9 +5,10 @@ histogram, plus the server's CPU and memory cost from the OS):
 
 - ``closed``: wrk, N keep-alive connections, each sending its next request as soon as the
   previous answer arrives; fixed duration after a discarded warm-up.
-- ``open``: vegeta at constant rates; latency from each request's INTENDED send time (no
-  coordinated omission). Rates are ``--rate`` if given, else fractions of that stack's median
-  closed-loop peak. Throughput at SLO: ``headline.max_rate_under_slo``.
+- ``open``: oha at constant rates (``bench/oha.py`` says why not vegeta); latency from each
+  request's INTENDED send time (no coordinated omission). Rates are ``--rate`` if given, else
+  fractions of that stack's median closed-loop peak. Throughput at SLO:
+  ``headline.max_rate_under_slo``.
 - ``batch``: wrk on ``/inference/batch`` with the workload's batch sizes (shrunk to the body limit).
 
 Interleaving: every stack is started once, pinned to the server CPUs from exec (an idle server
@@ -29,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fiber_endpoints import headline
-from fiber_endpoints.bench import ceiling, procstat, progress, servers, tools, vegeta, wrk
+from fiber_endpoints.bench import ceiling, oha, procstat, progress, servers, tools, wrk
 from fiber_endpoints.bench.placement import Placement
 from fiber_endpoints.bench.protocols import Contract, WireProtocol
 from fiber_endpoints.bench.schema import LOAD_SCHEMA, ClosedStep, LoadResult, LoadRun, OpenStep
@@ -142,7 +143,7 @@ def open_step(
     cpus: Sequence[int],
 ) -> OpenStep:
     with _monitor(target.pid) as mon:
-        result = vegeta.run(
+        result = oha.run(
             target.url,
             path,
             bodies,
@@ -171,7 +172,7 @@ def _monitor(pid: int | None) -> Iterator[procstat.TreeMonitor | None]:
 def generators() -> dict[str, str]:
     return {
         "closed": tools.version(tools.wrk()),
-        "open": tools.version(tools.vegeta()),
+        "open": tools.version(tools.oha()),
         "batch": tools.version(tools.wrk()),
     }
 

@@ -60,7 +60,7 @@ class ClosedStep(TypedDict):
 
 
 class OpenStep(TypedDict):
-    """One vegeta run at a constant rate; latency from each request's intended send time."""
+    """One open-loop run (oha) at a constant rate, latency from intended send times."""
 
     rate: float
     duration_s: float

@@ -1,4 +1,5 @@
-"""Where the load generators are: wrk (Debian), vegeta (Go module) and the trivial server.
+"""Where the load generators are: wrk (Debian), oha (crates.io), vegeta (Go module) and the
+trivial server.
 
 All are installed by ``scripts/install-load-tools.sh`` (``make load-tools``) into
 ``~/.cache/fiber-endpoints/load-tools`` (wrk from Debian into ``/usr/bin``). A missing tool
@@ -39,6 +40,10 @@ def wrk() -> Path:
 
 def vegeta() -> Path:
     return _find("vegeta")
+
+
+def oha() -> Path:
+    return _find("oha")
 
 
 def trivial_server() -> Path:

@@ -1,13 +1,12 @@
-"""Open-loop load at a constant rate with vegeta (``github.com/tsenart/vegeta/v12``).
+"""Open-loop load at a constant rate with vegeta (``github.com/tsenart/vegeta/v12``): the
+overload test's generator (``reliability.py``), which bounds its in-flight requests and opens
+connections as it needs them. The load phase's open loop is oha (``oha.py``): vegeta's own p99
+against a server that answers at once reached 16 ms at 15,000 req/s and 256 ms at 24,500 on one
+core, where oha's was 1.1 and 3.3 ms (2026-11-30, docs/methodology.md).
 
 vegeta sends request k at ``start + k / rate`` whatever the server does, keeps every result
-(timestamp, sequence number, status, latency) and we read them all back. Latency here is measured
-from each request's INTENDED send time, ``start + seq / rate``, not from when vegeta managed to
-send it: if the server (or vegeta itself) stalls, every request that should have gone out during
-the stall is charged the wait, as a user would feel it (no coordinated omission). vegeta's own
-"service time" (from the actual send) is kept beside it.
-
-The first ``warmup_s`` seconds of intended send times are dropped from the statistics.
+(timestamp, sequence number, status, latency) and we read them all back; the intended send time
+of request k is ``start + seq / rate`` (``open_loop.window`` measures from it).
 """
 
 from __future__ import annotations
@@ -22,12 +21,12 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ParamSpec
+from typing import ParamSpec
 
 import numpy as np
 
-from fiber_endpoints import stats
-from fiber_endpoints.bench import tools
+from fiber_endpoints.bench import open_loop, tools
+from fiber_endpoints.bench.open_loop import OpenResult
 from fiber_endpoints.cpus import pin_on_exec
 
 P = ParamSpec("P")
@@ -55,48 +54,6 @@ def targets(
     return "\n".join(lines) + "\n"
 
 
-@dataclass
-class OpenResult:
-    rate: float
-    duration_s: float  # measured window (after warm-up)
-    scheduled: int  # rate x duration: requests due in the measured window
-    sent: int  # of those, requests vegeta sent (the rest it never got to: flagged, not timed)
-    total: int  # all requests of the attack, warm-up included (what the server's CPU served)
-    ok: int
-    completed_in_window: int  # 2xx answers that arrived inside the measured window
-    errors: int
-    non2xx: int
-    histogram: Any  # from intended send time, µs
-    service_histogram: Any  # from actual send time (vegeta's own latency), µs
-    max_send_lag_us: float  # how far behind schedule vegeta sent its latest request
-    client_cpu_s: float
-
-    @property
-    def achieved_rps(self) -> float:
-        """2xx answers per second that arrived in the window (falls short when either side lags)."""
-        return self.completed_in_window / self.duration_s if self.duration_s else 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "rate": self.rate,
-            "duration_s": round(self.duration_s, 4),
-            "scheduled": self.scheduled,
-            "unsent": max(0, self.scheduled - self.sent),
-            "requests": self.sent,
-            "requests_total": self.total,
-            "ok": self.ok,
-            "achieved_rps": round(self.achieved_rps, 2),
-            "errors": self.errors,
-            "non2xx": self.non2xx,
-            "latency_us": stats.histogram_summary(self.histogram),
-            "hdr": stats.encode_histogram(self.histogram),
-            "service_latency_us": stats.histogram_summary(self.service_histogram),
-            "service_hdr": stats.encode_histogram(self.service_histogram),
-            "max_send_lag_us": round(self.max_send_lag_us, 1),
-            "client_cpu_s": round(self.client_cpu_s, 4),
-        }
-
-
 def parse_csv(
     text: str, rate: float, warmup_s: float, client_cpu_s: float, duration_s: float
 ) -> OpenResult:
@@ -117,40 +74,24 @@ def parse_csv(
         seq.append(int(row[8]))
     if not ts:
         raise RuntimeError("vegeta recorded no results")
-    t = np.asarray(ts, dtype=np.int64)
+    t = np.asarray(ts, dtype=np.float64)
     s = np.asarray(seq, dtype=np.int64)
-    latency = np.asarray(lat, dtype=np.int64)
-    codes = np.asarray(code)
-    errors = np.asarray(err)
+    latency = np.asarray(lat, dtype=np.float64)
+    codes = np.asarray(code, dtype=np.int64)
     period_ns = 1e9 / rate
     # The schedule's origin: request 0 was due when the attack began. Take the earliest origin
     # any request implies, so no request's intended time lies after its actual send.
-    start = float(np.min(t - s * period_ns))
-    intended = start + s * period_ns
-    send_lag = t - intended
-    corrected_us = (send_lag + latency) / 1e3
-    window_start = start + warmup_s * 1e9
-    window_end = window_start + duration_s * 1e9
-    keep = (intended >= window_start) & (intended < window_end)
-    done = t + latency
-    failed = errors | (codes == 0)
-    non2xx = (~failed) & ((codes < 200) | (codes >= 300))
-    ok = keep & ~failed & ~non2xx
-    arrived = ~failed & ~non2xx & (done >= window_start) & (done < window_end)
-    return OpenResult(
+    origin = float(np.min(t - s * period_ns))
+    return open_loop.window(
+        origin_ns=origin,
+        intended_ns=(origin + s * period_ns).astype(np.float64),
+        sent_ns=t,
+        done_ns=t + latency,
+        codes=codes,
+        failed=np.asarray(err) | (codes == 0),
         rate=rate,
+        warmup_s=warmup_s,
         duration_s=duration_s,
-        scheduled=round(rate * duration_s),
-        sent=int(keep.sum()),
-        total=int(t.size),
-        ok=int(ok.sum()),
-        completed_in_window=int(arrived.sum()),
-        errors=int((keep & failed).sum()),
-        non2xx=int((keep & non2xx).sum()),
-        # Failed requests count too: a timeout is a latency a user felt.
-        histogram=stats.histogram_from_values(corrected_us[keep]),
-        service_histogram=stats.histogram_from_values(latency[keep] / 1e3),
-        max_send_lag_us=float(send_lag[keep].max() / 1e3) if keep.any() else 0.0,
         client_cpu_s=client_cpu_s,
     )
 

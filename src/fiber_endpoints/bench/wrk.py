@@ -6,7 +6,7 @@ bytes for every stack. wrk's ``done()`` hook dumps its whole latency record (1 Â
 ``value count`` pair per distinct value) to a file, which becomes an HDR histogram here: nothing is
 summarised by wrk itself. Closed loop hides stalls (a stalled connection sends nothing, so it
 records one slow request instead of the many that would have queued): its ``max`` is kept and the
-report flags steps whose max dwarfs their p99; the open-loop mode (``vegeta.py``) measures
+report flags steps whose max dwarfs their p99; the open-loop mode (``open_loop.py``) measures
 what a stall costs. Note that wrk 4 itself corrects its record at the end of a run
 (``stats_correct``): for every latency over twice a connection's mean interval it adds synthetic
 samples at that interval, so the histogram's count can exceed the requests

@@ -48,8 +48,8 @@ def step_flags(step: analysis.StepSummary, ceiling: float | None, open_loop: boo
     unsent = step.extra.get("unsent")
     if open_loop and unsent is not None and unsent >= 1:
         flags.append(
-            f"{unsent:,.0f} requests never sent (every vegeta worker waiting on the server, "
-            "or vegeta CPU-bound)"
+            f"{unsent:,.0f} requests never sent (every generator connection waiting on the "
+            "server, or the generator CPU-bound)"
         )
     if step.failed:
         flags.append(

@@ -69,7 +69,7 @@ def _tail_rows(name: str, runs: list[dict[str, Any]], load: dict[str, Any]) -> l
 
 
 def _generator_bound(step: analysis.StepSummary, load: dict[str, Any]) -> bool:
-    """An open-loop step the generator could not send on time: its tail is vegeta's too."""
+    """An open-loop step the generator could not send on time: its tail is the generator's too."""
     ceiling = analysis.ceiling_rps(load)[1]
     lag = step.extra.get("max_send_lag_us")
     near = bool(ceiling and step.rps and step.rps >= analysis.NEAR_CEILING * ceiling)
@@ -131,7 +131,7 @@ def fast_vs_go_section(results: dict[str, Any]) -> list[str]:
          _verdict(closed_q, at_most=1.0)],
         [f"p99 in open loop at {OPEN_GOAL_FRACTION:.0%} of each stack's peak", "≤ 1.00",
          (f"{open_q:.2f} ({_ms(p99_open[0])} / {_ms(p99_open[1])} ms)" if open_q else "—")
-         + (f"; generator-bound for {', '.join(bound)}: the tail is partly vegeta's" if bound
+         + (f"; generator-bound for {', '.join(bound)}: the tail is partly the generator's" if bound
             else ""),
          _verdict(open_q, at_most=1.0)],
         ["sequential p50", "≤ 1.00",

@@ -213,7 +213,7 @@ def open_section(
 ) -> list[str]:
     """Every open-loop step, latency from intended send time, judged by the one SLO rule."""
     lines: list[str] = []
-    lines += ["### Open loop, constant rate (vegeta; latency from intended send time)", ""]
+    lines += ["### Open loop, constant rate (latency from intended send time)", ""]
     rows = []
     for name, runs in by.items():
         for st in analysis.open_steps(runs):

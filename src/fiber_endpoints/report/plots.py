@@ -111,7 +111,7 @@ def latency_cdf(load: dict[str, Any], connections: int | None = None) -> Figure 
             )
     axes[0].set_title(f"closed loop (wrk), {connections} connections")
     axes[1].set_title(
-        "open loop (vegeta), from intended send time\nhighest rate within SLO (else lowest rate)"
+        "open loop, from intended send time\nhighest rate within SLO (else lowest rate)"
     )
     for ax in axes:
         ax.set_xscale("log")

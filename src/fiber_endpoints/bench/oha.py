@@ -1,0 +1,134 @@
+"""Open-loop load at a constant rate with oha (``crates.io/crates/oha``, Rust, tokio + hyper): the
+load phase's open loop and the generators' open ceiling.
+
+Why oha and not vegeta: the generator's own tail must stay far below a server's. Against the
+trivial C server (it answers at once), on one core, vegeta's p99 was 3.4 ms at 9,000 req/s,
+16 ms at 15,000 and 256 ms at 24,500 (sending up to 243 ms behind schedule); oha's was 0.45, 1.1
+and 3.3 ms (2026-11-30, docs/methodology.md). The fast Python stack's 80 % of peak is ~24,500.
+
+oha is run with ``-q RATE --latency-correction``: request k is due at ``k / rate`` and its latency
+is taken from then. ``--db-url`` keeps one row per answered request (due, sent and done times,
+status), which ``open_loop.window`` turns into the step's result exactly as vegeta's rows are.
+oha keeps no row for a request that failed (refused, reset, timed out): those are counted from
+its summary. ``-c`` connections are opened at the start and reused; when all are busy the next
+request waits for one, and the wait is charged to it. Request bodies rotate through ``bodies``,
+one per line of a file (``-Z``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from fiber_endpoints.bench import open_loop, tools
+from fiber_endpoints.bench.open_loop import OpenResult
+from fiber_endpoints.cpus import pin_on_exec
+
+# Connections held open: enough that the pool does not bound the offered load at the rates
+# and latencies measured here (Little: 25,000 req/s x 10 ms = 250 in flight); a full pool is
+# still charged through the intended send times. vegeta's MAX_WORKERS is the same bound.
+CONNECTIONS = 512
+ROWS = "SELECT start_latency_correction, start, end, status FROM oha"
+
+
+def body_lines(bodies: Sequence[bytes]) -> bytes:
+    """``bodies`` as oha's ``-Z`` reads them: one per line, so none may hold a newline."""
+    if any(b"\n" in b or b"\r" in b for b in bodies):
+        raise ValueError("oha sends one body per line: a request body holds a line break")
+    return b"\n".join(bodies) + b"\n"
+
+
+def read(
+    db: Path, summary: Mapping[str, object], *, rate: float, warmup_s: float, duration_s: float,
+    client_cpu_s: float,
+) -> OpenResult:  # fmt: skip
+    """The step's result from oha's per-request rows (seconds from its start) and its summary."""
+    with sqlite3.connect(db) as conn:
+        rows = np.asarray(conn.execute(ROWS).fetchall(), dtype=np.float64).reshape(-1, 4)
+    errors = summary.get("errorDistribution") or {}
+    assert isinstance(errors, Mapping)
+    due, sent, done = (rows[:, i] * 1e9 for i in range(3))
+    return open_loop.window(
+        origin_ns=0.0,
+        intended_ns=due,
+        sent_ns=sent,
+        done_ns=done,
+        codes=rows[:, 3].astype(np.int64),
+        failed=np.zeros(len(rows), dtype=bool),
+        rate=rate,
+        warmup_s=warmup_s,
+        duration_s=duration_s,
+        client_cpu_s=client_cpu_s,
+        unrecorded_errors=sum(int(n) for n in errors.values()),
+    )
+
+
+def run(
+    url: str,
+    path: str,
+    bodies: Sequence[bytes],
+    *,
+    rate: float,
+    duration_s: float,
+    warmup_s: float = 0.0,
+    cpus: Sequence[int] | None = None,
+    timeout_s: float = 10.0,
+    connections: int = CONNECTIONS,
+    headers: Mapping[str, str] | None = None,
+) -> OpenResult:
+    """One constant-rate step of ``warmup_s + duration_s`` (the warm-up part is dropped).
+    ``https://`` URLs over TLS without checking the certificate (``--insecure``: a test's
+    self-signed terminator, or a cluster's ingress; nothing here trusts the answer but parity,
+    checked before)."""
+    total = warmup_s + duration_s
+    with tempfile.TemporaryDirectory() as tmp:
+        body_file = Path(tmp) / "bodies.jsonl"
+        body_file.write_bytes(body_lines(bodies))
+        db = Path(tmp) / "results.db"
+        cmd = [
+            str(tools.oha()),
+            "-z", f"{total:g}s",
+            "-q", f"{rate:g}",
+            "-c", str(connections),
+            "-t", f"{timeout_s:g}s",
+            "--latency-correction",
+            "-w",  # answers still on their way at the end are waited for, not aborted
+            "--no-tui",
+            "--output-format", "json",
+            "--db-url", str(db),
+            "-m", "POST",
+            "-T", "application/json",
+            *[a for name, value in (headers or {}).items() for a in ("-H", f"{name}: {value}")],
+            *(["--insecure"] if url.startswith("https://") else []),
+            "-Z", str(body_file),
+            url.rstrip("/") + path,
+        ]  # fmt: skip
+        before = os.times()
+        proc = subprocess.run(
+            cmd,
+            capture_output=True,
+            preexec_fn=pin_on_exec(set(cpus) if cpus else None),
+            timeout=total + timeout_s + 60,
+            check=False,
+        )
+        after = os.times()
+        if proc.returncode != 0 or not db.exists():
+            raise RuntimeError(f"oha failed: {proc.stderr.decode(errors='replace')}")
+        client_cpu = (after.children_user - before.children_user) + (
+            after.children_system - before.children_system
+        )
+        return read(
+            db,
+            json.loads(proc.stdout),
+            rate=rate,
+            warmup_s=warmup_s,
+            duration_s=duration_s,
+            client_cpu_s=client_cpu,
+        )
