@@ -31,10 +31,13 @@ from fiber_endpoints.bench import open_loop, tools
 from fiber_endpoints.bench.open_loop import OpenResult
 from fiber_endpoints.cpus import pin_on_exec
 
-# Connections held open: enough that the pool does not bound the offered load at the rates
-# and latencies measured here (Little: 25,000 req/s x 10 ms = 250 in flight); a full pool is
-# still charged through the intended send times. vegeta's MAX_WORKERS is the same bound.
-CONNECTIONS = 512
+# Connections held open: enough that the pool does not bound the offered load at the rates and
+# latencies measured here (Little: 25,000 req/s x 10 ms = 250 in flight); a full pool is still
+# charged through the intended send times. Not more: every open connection costs the server a
+# little in each turn and the generator too. Measured (2026-11-30, 2 s after 0.5 s, two runs),
+# p99 at 24,510 req/s to asgi-msgspec 3.3/5.4 ms with 64, 6.2/4.1 with 256, 10.9/8.6 with 512;
+# at 14,253 to fiber 3.3/6.0, 3.7/3.1, 12.0/6.5.
+CONNECTIONS = 256
 ROWS = "SELECT start_latency_correction, start, end, status FROM oha"
 
 
