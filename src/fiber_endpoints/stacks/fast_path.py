@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from fiber_endpoints import contract, metrics
-from fiber_endpoints.stacks import row_batching
+from fiber_endpoints.stacks import idle_spin, row_batching
 from fiber_endpoints.stacks.guarded_protocol import GuardedProtocol
 from fiber_endpoints.stacks.msgspec_handler import JSON, Handler, Reply
 from fiber_endpoints.v2 import HEADER_LENGTH_RAW
@@ -111,6 +111,7 @@ class FastPathProtocol(HttpToolsProtocol):
         self._fast_header: bytes | None = None  # V2's Inference-Header-Content-Length
         self._fast_body: list[bytes] = []
         self._fast_close = False
+        self._idle_spin = idle_spin.for_loop(self.loop)
 
     def on_headers_complete(self) -> None:
         route = self._fast_routes.get(self.url)
@@ -300,6 +301,8 @@ class FastPathProtocol(HttpToolsProtocol):
             parts.append(b"connection: close\r\n")
         parts += [b"\r\n", reply.body]
         self.transport.write(b"".join(parts))
+        if self._idle_spin is not None:
+            self._idle_spin.arm()
         if not keep_alive:
             self.transport.close()
         self.on_response_complete()
