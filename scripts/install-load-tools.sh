@@ -53,7 +53,9 @@ oha="$LOAD_TOOLS_HOME/bin/oha"
 if [[ -x "$oha" && "$(cat "$LOAD_TOOLS_HOME/OHA_VERSION" 2>/dev/null)" == "$OHA_VERSION" ]]; then
   say "oha $OHA_VERSION cached"
 else
-  command -v cargo >/dev/null 2>&1 || { say "cargo (Rust) is needed to build oha"; exit 1; }
+  # rustup installs cargo in ~/.cargo/bin, which a non-login shell may not have on PATH.
+  [[ -x "$HOME/.cargo/bin/cargo" ]] && PATH="$HOME/.cargo/bin:$PATH"
+  command -v cargo >/dev/null 2>&1 || { say "cargo (Rust >= 1.88) is needed to build oha"; exit 1; }
   say "building oha $OHA_VERSION (cargo install --locked)"
   cargo install --quiet --locked --version "$OHA_VERSION" --root "$LOAD_TOOLS_HOME" oha
   echo "$OHA_VERSION" > "$LOAD_TOOLS_HOME/OHA_VERSION"

@@ -187,24 +187,41 @@ def test_open_loop_charges_a_late_generator() -> None:
     assert res.max_send_lag_us == pytest.approx(100_000)
 
 
-def test_oha_charges_a_late_generator(tmp_path: Path) -> None:
-    # Hand-made oha rows (seconds from its start: due, sent, done, status): request 2 was due at
-    # 20 ms but sent at 120 ms and took 1 ms, so 101 ms from its intended send time, 1 ms
-    # served; one more failed without a row (oha only counts those in its summary).
-    db = tmp_path / "results.db"
+def _oha_rows(db: Path, rows: list[tuple[float, float, float]]) -> None:
+    """Rows as oha 1.16 writes them (seconds from its start): tick, sent, done; status 200."""
     with sqlite3.connect(db) as conn:
         conn.execute(
             "CREATE TABLE oha (url TEXT, start REAL, start_latency_correction REAL, end REAL,"
             " duration REAL, status INTEGER, len_bytes INTEGER, run INTEGER)"
         )
-        for due, sent, done in ((0.0, 0.0, 0.001), (0.01, 0.01, 0.011), (0.02, 0.12, 0.121)):
+        for tick, sent, done in rows:
             conn.execute(
                 "INSERT INTO oha VALUES ('/', ?, ?, ?, ?, 200, 2, 0)",
-                (sent, due, done, done - due),
+                (sent, tick, done, done - tick),
             )
-    summary = {"errorDistribution": {"connection reset": 1}}
-    res = oha.read(db, summary, rate=100.0, warmup_s=0.0, duration_s=0.04, client_cpu_s=0.0)
+
+
+@pytest.mark.parametrize("scheduler_late", [True, False], ids=["scheduler-late", "no-connection"])
+def test_oha_charges_a_late_request_from_when_it_was_due(
+    tmp_path: Path, scheduler_late: bool
+) -> None:
+    # 100 req/s: request 2 is due at 20 ms, goes out at 120 ms and takes 1 ms, so 101 ms from
+    # its intended send time, 1 ms served. Either oha's scheduler woke for it 100 ms late (its
+    # tick says 120 ms, not when it was due: the order of the ticks must give 20 ms), or the
+    # tick fired on time and no connection was free until 120 ms (the server's doing).
+    if scheduler_late:  # request 3 (due at 30 ms) fires right after it, late too
+        late = [(0.12, 0.12, 0.121), (0.12, 0.121, 0.122)]
+    else:  # request 3 fired on time and waited for a connection as well
+        late = [(0.02, 0.12, 0.121), (0.03, 0.121, 0.122)]
+    rows = [(0.0, 0.0, 0.001), (0.01, 0.01, 0.011), *late]
+    _oha_rows(tmp_path / "results.db", rows)
+    summary = {"errorDistribution": {"connection reset": 1}}  # oha keeps no row for it
+    res = oha.read(
+        tmp_path / "results.db", summary, rate=100.0, warmup_s=0.0, duration_s=0.05,
+        client_cpu_s=0.0,
+    )  # fmt: skip
     assert res.histogram.get_max_value() == pytest.approx(101_000, rel=1e-3)
     assert res.service_histogram.get_max_value() == pytest.approx(1_000, rel=1e-3)
     assert res.max_send_lag_us == pytest.approx(100_000)
-    assert (res.sent, res.ok, res.errors, res.scheduled) == (4, 3, 1, 4)
+    assert res.schedule_lag_us == pytest.approx(100_000 if scheduler_late else 0.0, abs=1)
+    assert (res.sent, res.ok, res.errors, res.scheduled) == (5, 4, 1, 5)

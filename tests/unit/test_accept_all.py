@@ -97,6 +97,12 @@ def test_a_bound_socket_is_served_as_uvicorns_workers_pass_it() -> None:
         loop.close()
 
 
+def test_uvicorn_finds_the_loop_by_its_name() -> None:
+    from uvicorn.importer import import_from_string
+
+    assert import_from_string(accept_all.LOOP) is accept_all.new_event_loop
+
+
 def test_the_switch_falls_back_to_uvloops_listener(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(accept_all.ACCEPT_ALL_ENV, "0")
     loop = accept_all.new_event_loop()

@@ -69,3 +69,9 @@ def test_off_by_default_and_one_spinner_per_loop(monkeypatch: pytest.MonkeyPatch
         assert first is not None and idle_spin.for_loop(loop) is first
     finally:
         loop.close()
+
+
+def test_a_malformed_setting_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(idle_spin.IDLE_SPIN_ENV, "150us")
+    with pytest.raises(ValueError, match=idle_spin.IDLE_SPIN_ENV):
+        idle_spin.configured_s()

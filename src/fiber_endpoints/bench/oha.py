@@ -6,13 +6,19 @@ trivial C server (it answers at once), on one core, vegeta's p99 was 3.4 ms at 9
 16 ms at 15,000 and 256 ms at 24,500 (sending up to 243 ms behind schedule); oha's was 0.45, 1.1
 and 3.3 ms (2026-11-30, docs/methodology.md). The fast Python stack's 80 % of peak is ~24,500.
 
-oha is run with ``-q RATE --latency-correction``: request k is due at ``k / rate`` and its latency
-is taken from then. ``--db-url`` keeps one row per answered request (due, sent and done times,
-status), which ``open_loop.window`` turns into the step's result exactly as vegeta's rows are.
-oha keeps no row for a request that failed (refused, reset, timed out): those are counted from
-its summary. ``-c`` connections are opened at the start and reused; when all are busy the next
-request waits for one, and the wait is charged to it. Request bodies rotate through ``bodies``,
-one per line of a file (``-Z``).
+oha is run with ``-q RATE --latency-correction`` and ``--db-url``, which keeps one row per
+answered request: when its tick fired, when it was sent and done, its status. oha's tick is the
+time its scheduler *woke* for request k (``Instant::now()`` after sleeping until ``k / rate``,
+oha 1.16 ``client.rs``), not when k was due: a late scheduler would not be charged. So the due
+times are rebuilt from the order: the k-th tick is request k, due at ``origin + k / rate`` (the
+earliest origin any tick implies, as for vegeta's sequence numbers), and ``open_loop.window``
+measures from there. The scheduler's own lateness is kept apart (``schedule_lag_us``) from the
+wait for a free connection, which is the server's doing. oha keeps no row for a request that
+failed (refused, reset, timed out): those are counted from its summary, as errors of the window
+even when they fell in the warm-up, and with no latency; the order of the rows then no longer
+names every request exactly, but a step with an error is failed anyway. Up to ``connections``
+connections, opened as its workers first need them and reused. Each request's body is one of
+``bodies`` (one per line of a file, ``-Z``; oha picks a line at random).
 """
 
 from __future__ import annotations
@@ -57,9 +63,16 @@ def read(
         rows = np.asarray(conn.execute(ROWS).fetchall(), dtype=np.float64).reshape(-1, 4)
     errors = summary.get("errorDistribution") or {}
     assert isinstance(errors, Mapping)
-    due, sent, done = (rows[:, i] * 1e9 for i in range(3))
-    return open_loop.window(
-        origin_ns=0.0,
+    rows = rows[np.argsort(rows[:, 0], kind="stable")]  # in the order the ticks fired
+    tick, sent, done = (rows[:, i] * 1e9 for i in range(3))
+    due_offset = np.arange(len(rows), dtype=np.float64) * (1e9 / rate)
+    origin = float(np.min(tick - due_offset)) if len(rows) else 0.0
+    due = origin + due_offset
+    window_start = origin + warmup_s * 1e9
+    in_window = (due >= window_start) & (due < window_start + duration_s * 1e9)
+    late = tick - due
+    result = open_loop.window(
+        origin_ns=origin,
         intended_ns=due,
         sent_ns=sent,
         done_ns=done,
@@ -71,6 +84,8 @@ def read(
         client_cpu_s=client_cpu_s,
         unrecorded_errors=sum(int(n) for n in errors.values()),
     )
+    result.schedule_lag_us = float(late[in_window].max() / 1e3) if in_window.any() else 0.0
+    return result
 
 
 def run(

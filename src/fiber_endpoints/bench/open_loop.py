@@ -34,6 +34,9 @@ class OpenResult:
     service_histogram: Any  # from actual send time (the generator's own latency), µs
     max_send_lag_us: float  # how far behind schedule the generator sent its latest request
     client_cpu_s: float
+    # How late the generator itself was, apart from waiting for a free connection (None: the
+    # generator does not tell the two apart).
+    schedule_lag_us: float | None = None
 
     @property
     def achieved_rps(self) -> float:
@@ -57,8 +60,10 @@ class OpenResult:
             "service_latency_us": stats.histogram_summary(self.service_histogram),
             "service_hdr": stats.encode_histogram(self.service_histogram),
             "max_send_lag_us": round(self.max_send_lag_us, 1),
+            **({} if self.schedule_lag_us is None
+               else {"schedule_lag_us": round(self.schedule_lag_us, 1)}),
             "client_cpu_s": round(self.client_cpu_s, 4),
-        }
+        }  # fmt: skip
 
 
 def window(

@@ -75,7 +75,8 @@ class OpenStep(TypedDict):
     hdr: str
     service_latency_us: Latency
     service_hdr: str
-    max_send_lag_us: float
+    max_send_lag_us: float  # sent after its intended time: generator late, or no connection free
+    schedule_lag_us: NotRequired[float]  # the generator's own lateness alone (oha's steps)
     client_cpu_s: float
     server: NotRequired[ServerCost]
 

@@ -69,9 +69,11 @@ def _tail_rows(name: str, runs: list[dict[str, Any]], load: dict[str, Any]) -> l
 
 
 def _generator_bound(step: analysis.StepSummary, load: dict[str, Any]) -> bool:
-    """An open-loop step the generator could not send on time: its tail is the generator's too."""
+    """An open-loop step the generator could not send on time: its tail is the generator's too.
+    Its own lateness where the generator tells it apart (oha), not the wait for a connection
+    that the server kept busy."""
     ceiling = analysis.ceiling_rps(load)[1]
-    lag = step.extra.get("max_send_lag_us")
+    lag = step.extra.get("schedule_lag_us", step.extra.get("max_send_lag_us"))
     near = bool(ceiling and step.rps and step.rps >= analysis.NEAR_CEILING * ceiling)
     return near or (lag is not None and lag > analysis.SEND_LAG_FLAG_US)
 

@@ -12,7 +12,8 @@ max at 64 connections (docs/fast-python.md, "The tail"). Go's accept loop and as
 ``accept()`` until it would block, each connection handed to uvloop with the public
 ``connect_accepted_socket`` (a Task per connection, as asyncio's own loop makes). Everything after
 the accept (transports, reads, writes) is uvloop's. uvicorn takes it as a custom ``loop`` factory.
-``FIBER_ENDPOINTS_ACCEPT_ALL=0`` falls back to uvloop's own listener.
+``FIBER_ENDPOINTS_ACCEPT_ALL=0`` falls back to uvloop's own listener, as ``serve`` does with
+several workers (they share one listening socket; one accept per turn spreads a burst over them).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 import uvloop
 
 ACCEPT_ALL_ENV = "FIBER_ENDPOINTS_ACCEPT_ALL"
+LOOP = f"{__name__}:new_event_loop"  # uvicorn's ``loop=`` for this module's loop
 # Out of descriptors or memory: stop accepting for this long, then try again (asyncio's delay).
 ACCEPT_RETRY_DELAY_S = 1.0
 # accept() errors that say "not now" for this process, not "this listener is broken".
@@ -100,6 +102,9 @@ class AcceptAllServer(asyncio.AbstractServer):
         try:
             await self._loop.connect_accepted_socket(self._protocol_factory, conn)
         except OSError:  # the client went away between accept() and the transport's start
+            conn.close()
+        except Exception:  # the protocol could not be made: this connection only
+            _logger.exception("could not serve an accepted connection")
             conn.close()
 
     def close(self) -> None:

@@ -42,7 +42,13 @@ from typing import TYPE_CHECKING, Any
 from fiber_endpoints import contract, cpus, limits, metrics, rows, tracing, v2
 from fiber_endpoints.contract import ContractError
 from fiber_endpoints.model import MODEL_ENV
-from fiber_endpoints.stacks import ServeOptions, accept_all, exit_zero_on_stop_signal, row_batching
+from fiber_endpoints.stacks import (
+    ServeOptions,
+    accept_all,
+    exit_zero_on_stop_signal,
+    idle_spin,
+    row_batching,
+)
 from fiber_endpoints.stacks.fast_path import GuardedFastPathProtocol, V2Route, fast_path_enabled
 from fiber_endpoints.stacks.guarded_protocol import GuardedHttpToolsProtocol
 from fiber_endpoints.stacks.lgbm_capi import CapiPredictor
@@ -362,6 +368,7 @@ def serve(opts: ServeOptions) -> None:
             ensure_compiled(opts.model)
         except Exception:  # not installed, or the compile failed: load_predictor says so
             pass  # and uses the C API
+    idle_spin.configured_s()  # a malformed FIBER_ENDPOINTS_IDLE_SPIN_US stops the start, here
     exit_zero_on_stop_signal()
     uvicorn.run(
         "fiber_endpoints.stacks.asgi_msgspec:create_app",
@@ -370,7 +377,9 @@ def serve(opts: ServeOptions) -> None:
         port=opts.port,
         workers=opts.workers,
         # uvloop, with a listener that accepts every waiting connection per turn (accept_all.py).
-        loop=f"{accept_all.__name__}:{accept_all.new_event_loop.__name__}",
+        # Several workers share one listening socket: there uvloop's one accept per turn spreads
+        # a burst of new connections over them, where the first to wake would take it all.
+        loop=accept_all.LOOP if opts.workers == 1 and accept_all.enabled() else "uvloop",
         # The limits (limits.py) in our own protocol subclass: uvicorn has no option for most.
         http=GuardedFastPathProtocol if fast_path_enabled() else GuardedHttpToolsProtocol,
         timeout_keep_alive=int(limits.IDLE_TIMEOUT_S),

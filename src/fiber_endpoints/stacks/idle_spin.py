@@ -7,8 +7,8 @@ Go's scheduler spins a little before it parks; uvloop sleeps in ``epoll_wait`` a
 
 ``FIBER_ENDPOINTS_IDLE_SPIN_US=N`` makes the loop poll (``call_soon`` keeps libuv's poll timeout
 at 0) for N µs after each fast-path answer, so a request arriving in that time finds it awake.
-Measured on the 2-core VM (2026-11-30, ``bench --no-load --samples 30``, two runs each): with
-150 µs, sequential p50 88-89 µs against 143-148 without, Fiber 135-140; wrk at 1 connection
+Measured on the 2-core VM (2026-11-30, ``bench --no-load --samples 30``, three runs with): with
+150 µs, sequential p50 88-99 µs against 143-148 without, Fiber 135-147; wrk at 1 connection
 11,106 against 6,267 req/s. The price is CPU: up to N µs of spinning per idle gap (100 % of the
 core under ping-pong traffic; none under load, where the loop never idles: 64 connections
 31,378 against 30,015 req/s). Off by default: spinning spends a CPU quota (a container's
@@ -26,8 +26,13 @@ IDLE_SPIN_ENV = "FIBER_ENDPOINTS_IDLE_SPIN_US"
 
 
 def configured_s() -> float:
-    """The spin after each answer, in seconds (0: off)."""
-    return max(0.0, float(os.environ.get(IDLE_SPIN_ENV, "0") or 0)) / 1e6
+    """The spin after each answer, in seconds (0: off); ``serve`` calls it once at start."""
+    text = os.environ.get(IDLE_SPIN_ENV, "") or "0"
+    try:
+        us = float(text)
+    except ValueError:
+        raise ValueError(f"{IDLE_SPIN_ENV}={text!r}: expected µs, a number such as 150") from None
+    return max(0.0, us) / 1e6
 
 
 class IdleSpin:
