@@ -1,8 +1,8 @@
 """Open-loop load at a constant rate with vegeta (``github.com/tsenart/vegeta/v12``): the
 overload test's generator (``reliability.py``), which bounds its in-flight requests and opens
 connections as it needs them. The load phase's open loop is oha (``oha.py``): vegeta's own p99
-against a server that answers at once reached 16 ms at 15,000 req/s and 256 ms at 24,500 on one
-core, where oha's was 1.1 and 3.3 ms (2026-11-30, docs/methodology.md).
+against a server that answers at once reached 84 ms at 20,000 req/s and 236 ms at 24,500 on one
+core, where oha's was 11 and 5.4 ms (2026-11-30, docs/methodology.md).
 
 vegeta sends request k at ``start + k / rate`` whatever the server does, keeps every result
 (timestamp, sequence number, status, latency) and we read them all back; the intended send time
