@@ -25,9 +25,7 @@ connections, opened as its workers first need them and reused. Each request's bo
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -36,7 +34,6 @@ import numpy as np
 
 from fiber_endpoints.bench import open_loop, tools
 from fiber_endpoints.bench.open_loop import OpenResult
-from fiber_endpoints.cpus import pin_on_exec
 
 # Connections held open: enough that the pool does not bound the offered load at the rates and
 # latencies measured here (Little: 25,000 req/s x 10 ms = 250 in flight); a full pool is still
@@ -72,13 +69,10 @@ def read(
     tick, sent, done = (rows[:, i] * 1e9 for i in range(3))
     due_offset = np.arange(len(rows), dtype=np.float64) * (1e9 / rate)
     origin = float(np.min(tick - due_offset)) if len(rows) else 0.0
-    due = origin + due_offset
-    window_start = origin + warmup_s * 1e9
-    in_window = (due >= window_start) & (due < window_start + duration_s * 1e9)
-    late = tick - due
-    result = open_loop.window(
+    return open_loop.window(
         origin_ns=origin,
-        intended_ns=due,
+        intended_ns=origin + due_offset,
+        tick_ns=tick,
         sent_ns=sent,
         done_ns=done,
         codes=rows[:, 3].astype(np.int64),
@@ -89,8 +83,6 @@ def read(
         client_cpu_s=client_cpu_s,
         unrecorded_errors=sum(int(n) for n in errors.values()),
     )
-    result.schedule_lag_us = float(late[in_window].max() / 1e3) if in_window.any() else 0.0
-    return result
 
 
 def run(
@@ -133,20 +125,9 @@ def run(
             "-Z", str(body_file),
             url.rstrip("/") + path,
         ]  # fmt: skip
-        before = os.times()
-        proc = subprocess.run(
-            cmd,
-            capture_output=True,
-            preexec_fn=pin_on_exec(set(cpus) if cpus else None),
-            timeout=total + timeout_s + 60,
-            check=False,
-        )
-        after = os.times()
+        proc, client_cpu = tools.run_pinned(cmd, cpus, total + timeout_s + 60)
         if proc.returncode != 0 or not db.exists():
             raise RuntimeError(f"oha failed: {proc.stderr.decode(errors='replace')}")
-        client_cpu = (after.children_user - before.children_user) + (
-            after.children_system - before.children_system
-        )
         return read(
             db,
             json.loads(proc.stdout),

@@ -71,6 +71,7 @@ def window(
     origin_ns: float,
     intended_ns: npt.NDArray[np.float64],
     sent_ns: npt.NDArray[np.float64],
+    tick_ns: npt.NDArray[np.float64] | None = None,
     done_ns: npt.NDArray[np.float64],
     codes: npt.NDArray[np.int64],
     failed: npt.NDArray[np.bool_],
@@ -82,8 +83,10 @@ def window(
 ) -> OpenResult:
     """The step's result from every request the generator recorded (one array entry each): when
     it was due, sent and done (ns, on one clock whose schedule began at ``origin_ns``), its status
-    and whether it failed. ``unrecorded_errors``: failures the generator only counted (oha keeps
-    no row for them); they count as errors of the window and as served requests."""
+    and whether it failed. ``tick_ns``: when the generator's scheduler released each request
+    (oha), whose lateness alone is ``schedule_lag_us``; the rest of a send lag is the wait for a
+    free connection. ``unrecorded_errors``: failures the generator only counted (oha keeps no row
+    for them); they count as errors of the window and as served requests."""
     send_lag = sent_ns - intended_ns
     corrected_us = (done_ns - intended_ns) / 1e3
     window_start = origin_ns + warmup_s * 1e9
@@ -105,6 +108,11 @@ def window(
         # Failed requests count too: a timeout is a latency a user felt.
         histogram=stats.histogram_from_values(corrected_us[keep]),
         service_histogram=stats.histogram_from_values((done_ns - sent_ns)[keep] / 1e3),
-        max_send_lag_us=float(send_lag[keep].max() / 1e3) if keep.any() else 0.0,
+        max_send_lag_us=_max_us(send_lag[keep]),
         client_cpu_s=client_cpu_s,
+        schedule_lag_us=None if tick_ns is None else _max_us((tick_ns - intended_ns)[keep]),
     )
+
+
+def _max_us(ns: npt.NDArray[np.float64]) -> float:
+    return float(ns.max() / 1e3) if ns.size else 0.0

@@ -12,8 +12,10 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
+from fiber_endpoints.cpus import pin_on_exec
 from fiber_endpoints.paths import CACHE_DIR
 
 TOOLS_HOME = Path(os.environ.get("LOAD_TOOLS_HOME", CACHE_DIR / "load-tools"))
@@ -48,6 +50,31 @@ def oha() -> Path:
 
 def trivial_server() -> Path:
     return _find("trivial-server")
+
+
+def children_cpu_since(before: os.times_result) -> float:
+    """CPU seconds of the children this process reaped since ``before``: a load tool's own CPU
+    over its run, read as the generators' CPU per step."""
+    after = os.times()
+    return (after.children_user - before.children_user) + (
+        after.children_system - before.children_system
+    )
+
+
+def run_pinned(
+    cmd: list[str], cpus: Sequence[int] | None, timeout_s: float
+) -> tuple[subprocess.CompletedProcess[bytes], float]:
+    """Run a load tool to its end, pinned to ``cpus`` from exec, its output captured: the
+    finished process and the CPU seconds it used. Its exit code is the caller's to judge."""
+    before = os.times()
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        preexec_fn=pin_on_exec(set(cpus) if cpus else None),
+        timeout=timeout_s,
+        check=False,
+    )
+    return proc, children_cpu_since(before)
 
 
 def version(tool: Path) -> str:

@@ -15,7 +15,6 @@ import base64
 import csv
 import io
 import json
-import os
 import subprocess
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -27,7 +26,6 @@ import numpy as np
 
 from fiber_endpoints.bench import open_loop, tools
 from fiber_endpoints.bench.open_loop import OpenResult
-from fiber_endpoints.cpus import pin_on_exec
 
 P = ParamSpec("P")
 MAX_WORKERS = 512  # bounded concurrency; a full pool is still charged via intended times
@@ -128,8 +126,6 @@ def attack(
     them after -- decoding ~200k results holds the GIL for tens of ms, which the probes had
     measured as a 71 ms stall of the server 11 s after an overload. :func:`run` reads at once."""
     vegeta = str(tools.vegeta())
-    pin = set(cpus) if cpus else None
-
     total = warmup_s + duration_s
     with tempfile.TemporaryDirectory() as tmp:
         tfile = Path(tmp) / "targets.json"
@@ -148,21 +144,10 @@ def attack(
             *(["-insecure"] if url.startswith("https://") else []),
             f"-output={out}",
         ]
-        before = os.times()
-        proc = subprocess.run(
-            cmd,
-            capture_output=True,
-            preexec_fn=pin_on_exec(pin),
-            timeout=total + timeout_s + 60,
-            check=False,
-        )
-        after = os.times()
+        proc, client_cpu = tools.run_pinned(cmd, cpus, total + timeout_s + 60)
         if proc.returncode != 0:
             raise RuntimeError(f"vegeta failed: {proc.stderr.decode(errors='replace')}")
         results = out.read_bytes()
-    client_cpu = (after.children_user - before.children_user) + (
-        after.children_system - before.children_system
-    )
     return Attack(results, rate, warmup_s, duration_s, client_cpu)
 
 

@@ -247,10 +247,7 @@ def run(
             str(script),
             url,
         ]
-        before = os.times()  # wrk's own CPU: our reaped children's times over the run
+        before = os.times()
         _run(cmd, env, cpus, duration_s, timeout_s + 30)
-        after = os.times()
-        client_cpu = (after.children_user - before.children_user) + (
-            after.children_system - before.children_system
-        )
+        client_cpu = tools.children_cpu_since(before)  # wrk's own CPU over the run
         return parse_result(result_file.read_text(), connections, client_cpu)

@@ -58,7 +58,7 @@ class AcceptAllServer(asyncio.AbstractServer):
         self._listeners = list(listeners)
         self._backlog = backlog
         self._serving = True
-        self._retries: list[asyncio.TimerHandle] = []
+        self._retries: dict[int, asyncio.TimerHandle] = {}  # by listener fd, while paused
         for listener in self._listeners:
             # uvicorn's workers get a socket bound, not listening (Config.bind_socket); as
             # create_server(sock=...) does, listen here (again is harmless: it sets the backlog).
@@ -87,14 +87,16 @@ class AcceptAllServer(asyncio.AbstractServer):
                         ACCEPT_RETRY_DELAY_S,
                     )
                     self._loop.remove_reader(listener.fileno())
-                    retry = self._loop.call_later(ACCEPT_RETRY_DELAY_S, self._resume, listener)
-                    self._retries.append(retry)
+                    self._retries[listener.fileno()] = self._loop.call_later(
+                        ACCEPT_RETRY_DELAY_S, self._resume, listener
+                    )
                     return
                 raise
             conn.setblocking(False)
             self._loop.create_task(self._connect(conn))
 
     def _resume(self, listener: socket.socket) -> None:
+        self._retries.pop(listener.fileno(), None)
         if self._serving:
             self._loop.add_reader(listener.fileno(), self._accept_waiting, listener)
 
@@ -111,7 +113,7 @@ class AcceptAllServer(asyncio.AbstractServer):
         if not self._serving:
             return
         self._serving = False
-        for retry in self._retries:
+        for retry in self._retries.values():
             retry.cancel()
         for listener in self._listeners:
             self._loop.remove_reader(listener.fileno())
